@@ -1,0 +1,45 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py sockscope/*/*.pyx sockscope/*/*.pxd 2>/dev/null | cksum | cut -d' ' -f1)
+DEMO_CAPTURE ?= captures/crafted/incident-before-fix.pcap
+
+.PHONY: demo test install system-deps bench captures fuzz clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "cython>=3.0" "setuptools>=68" wheel "numpy>=1.26"
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the suite uses (tshark for the cross-check engine, tcpdump for the lab).
+# Installed only when running as root and missing; otherwise the tests that need them skip.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && { ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; }; then \
+		echo "installing tshark and tcpdump with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null; \
+	fi
+
+demo: install
+	$(VENV)/bin/sockscope summary $(DEMO_CAPTURE)
+	@if $(VENV)/bin/sockscope --help | grep -q diagnose; then $(VENV)/bin/sockscope diagnose $(DEMO_CAPTURE); fi
+
+test: system-deps install
+	$(PY) -m pytest -q
+
+bench: system-deps install
+	$(PY) bench/run.py
+
+captures: system-deps install
+	$(PY) captures/crafted/make_crafted.py
+	@if [ -x lab/record_all.sh ]; then bash lab/record_all.sh; fi
+
+clean:
+	rm -rf build $(VENV) sockscope/*/*.so sockscope/*/*.c

@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""sockscope benchmark: whole-process wall time and peak RSS against tshark, scapy, dpkt.
+
+    .venv/bin/python bench/run.py [--packets 1000000] [--also 100000] [--repeat 1]
+                                  [--tshark-engine] [--json results.json]
+
+Generates (or reuses from bench/data/) a synthetic HTTP capture per size, runs every
+command on the same file as a child process and reads its rusage with os.wait4, then
+prints a markdown table and the ratios the project's targets are stated in.  Only ratios
+measured within one run are meaningful on a shared machine; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+DATA = BENCH / "data"
+sys.path.insert(0, str(BENCH))
+from gen_capture import GEN_VERSION  # noqa: E402
+
+TSHARK_HTTP_FIELDS = ["-e", "http.request.method", "-e", "http.request.uri",
+                      "-e", "http.response.code", "-e", "http.request_in"]
+
+# Targets, all relative (see README): speed-ups over tshark and RSS flatness.
+TARGET_CONV = 5.0
+TARGET_HTTP = 15.0
+TARGET_RSS_SPREAD = 0.20
+TARGET_RSS_MB = 150.0
+
+
+# ---- captures -------------------------------------------------------------------------
+def capture_for(packets: int, seed: int) -> tuple[Path, dict]:
+    """Path and ground truth of the cached capture; generated on first use."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    pcap = DATA / f"http_{packets}_s{seed}_v{GEN_VERSION}.pcap"
+    meta = pcap.with_suffix(".json")
+    if pcap.exists() and meta.exists():
+        truth = json.loads(meta.read_text())
+        if truth.get("file_bytes") == pcap.stat().st_size:
+            truth["cached"] = True
+            return pcap, truth
+    print(f"generating {pcap.name} ...", file=sys.stderr, flush=True)
+    tmp = pcap.with_suffix(".tmp")
+    # A child process, so the generator's arrays never inflate this process.
+    out = subprocess.run([sys.executable, str(BENCH / "gen_capture.py"), "--packets", str(packets),
+                          "--seed", str(seed), "--out", str(tmp)],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    truth = json.loads(out)
+    tmp.replace(pcap)
+    meta.write_text(json.dumps(truth, indent=2) + "\n")
+    truth["cached"] = False
+    return pcap, truth
+
+
+def warm_cache(path: Path) -> None:
+    # Read the file once so the first timed command does not pay for the disk.
+    with open(path, "rb", buffering=0) as f:
+        while f.read(8 << 20):
+            pass
+
+
+# ---- measuring one child ----------------------------------------------------------------
+def measure(cmd: list[str], timeout: float) -> dict:
+    """Run ``cmd`` (stdout to /dev/null) and return wall seconds, peak RSS, exit status."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        except OSError as e:   # e.g. tshark missing: report the row, keep going
+            return {"wall_s": 0.0, "rss_mb": 0.0, "cpu_s": 0.0, "exit": 127, "stderr_tail": [str(e)]}
+        timer = threading.Timer(timeout, _kill, (proc.pid,))
+        timer.start()
+        try:
+            # wait4 gives this child's own rusage; ru_maxrss is its peak RSS in KiB on Linux.
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)   # tell Popen it is reaped
+        err.seek(0)
+        tail = [ln for ln in err.read().decode(errors="replace").splitlines()
+                if ln.strip() and "Running as user" not in ln]
+    return {"wall_s": wall, "rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "exit": proc.returncode, "stderr_tail": tail[-3:]}
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+# ---- the rows ---------------------------------------------------------------------------
+def rows_for(pcap: Path, packets: int, a: argparse.Namespace) -> list[dict]:
+    """Row definitions: name, command, which sockscope row it is compared with."""
+    f = str(pcap)
+    py = sys.executable
+    ss = a.sockscope
+    rows = [
+        {"key": "ss_summary", "name": "sockscope summary --json", "cmd": [ss, "summary", "--json", f],
+         "needs_sockscope": True},
+        {"key": "ss_requests", "name": "sockscope requests --json", "cmd": [ss, "requests", "--json", f],
+         "needs_sockscope": True},
+    ]
+    if a.tshark_engine:
+        rows.append({"key": "ss_tshark_engine", "name": "sockscope summary --engine tshark --json",
+                     "cmd": [ss, "summary", "--engine", "tshark", "--json", f],
+                     "needs_sockscope": True, "vs": "ss_summary"})
+    rows += [
+        {"key": "tshark_conv", "name": "tshark -q -z conv,tcp", "vs": "ss_summary",
+         "cmd": [a.tshark, "-r", f, "-q", "-z", "conv,tcp"]},
+        {"key": "tshark_http", "name": "tshark -Y http -T fields (4 fields)", "vs": "ss_requests",
+         "cmd": [a.tshark, "-r", f, "-Y", "http", "-T", "fields", *TSHARK_HTTP_FIELDS]},
+    ]
+    slice_n = min(a.scapy_slice, packets)
+    rows.append({"key": "scapy", "vs": "ss_summary", "reader": True, "slice": slice_n,
+                 "name": "scapy PcapReader" + (f" ({slice_n // 1000}k slice, extrapolated)"
+                                               if slice_n < packets else ""),
+                 "cmd": [py, str(BENCH / "readers.py"), "scapy", f, "--limit", str(slice_n)]})
+    rows.append({"key": "dpkt", "vs": "ss_summary", "reader": True, "slice": 0,
+                 "name": "dpkt Reader + Ethernet decode",
+                 "cmd": [py, str(BENCH / "readers.py"), "dpkt", f]})
+    if a.only:
+        rows = [r for r in rows if r["key"] in a.only]
+    return rows
+
+
+def run_row(row: dict, packets: int, timeout: float) -> dict:
+    cmd = list(row["cmd"])
+    result_file = None
+    if row.get("reader"):
+        fd, result_file = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
+        cmd += ["--result", result_file]
+    m = measure(cmd, timeout)
+    if result_file:
+        try:
+            rep = json.loads(Path(result_file).read_text() or "{}")
+        except ValueError:
+            rep = {}
+        os.unlink(result_file)
+        if m["exit"] == 0 and rep:
+            m["reader"] = rep
+            if row["slice"] and rep["packets"] < packets:
+                # Extrapolate only the per-packet loop; start-up and imports happen once.
+                m["measured_wall_s"] = m["wall_s"]
+                m["wall_s"] = m["wall_s"] - rep["loop_s"] + rep["loop_s"] * packets / rep["packets"]
+                m["extrapolated_from"] = rep["packets"]
+    return m
+
+
+def run_all(a: argparse.Namespace) -> dict:
+    sizes = [a.packets] + ([a.also] if a.also and a.also != a.packets else [])
+    sock_ok = Path(a.sockscope).is_file() and os.access(a.sockscope, os.X_OK)
+    results: dict = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                 "platform": platform.platform(), "loadavg_start": os.getloadavg()},
+        "tshark": _tshark_version(a.tshark),
+        "sockscope": a.sockscope if sock_ok else None,
+        "repeat": a.repeat, "sizes": {},
+    }
+    plan = []
+    for n in sizes:
+        pcap, truth = capture_for(n, a.seed)
+        results["sizes"][str(n)] = {"file": str(pcap), "truth": truth, "rows": {}}
+        for row in rows_for(pcap, n, a):
+            plan.append((n, pcap, row))
+    warmed = set()
+    for rnd in range(a.repeat):
+        # Alternate the order every round so slow drift of the machine's load does not
+        # always penalise the same command.
+        for n, pcap, row in (plan if rnd % 2 == 0 else plan[::-1]):
+            slot = results["sizes"][str(n)]["rows"].setdefault(
+                row["key"], {"name": row["name"], "vs": row.get("vs"), "runs": []})
+            if row.get("needs_sockscope") and not sock_ok:
+                slot["unavailable"] = f"{a.sockscope} not installed"
+                continue
+            if pcap not in warmed:
+                warm_cache(pcap)
+                warmed.add(pcap)
+            print(f"[{rnd + 1}/{a.repeat}] {n} pkts: {row['name']} ...", file=sys.stderr, flush=True)
+            m = run_row(row, n, a.timeout)
+            slot["runs"].append(m)
+            if m["exit"] != 0:
+                slot["unavailable"] = f"exit {m['exit']}: " + " | ".join(m["stderr_tail"])[-200:]
+            print(f"    {m['wall_s']:.2f} s, {m['rss_mb']:.0f} MB, exit {m['exit']}", file=sys.stderr)
+    # Best-of wall (least disturbed by neighbours), worst-case RSS.
+    for size in results["sizes"].values():
+        for slot in size["rows"].values():
+            ok = [r for r in slot["runs"] if r["exit"] == 0]
+            if ok and "unavailable" not in slot:
+                slot["wall_s"] = min(r["wall_s"] for r in ok)
+                slot["rss_mb"] = max(r["rss_mb"] for r in ok)
+                slot["extrapolated"] = any("extrapolated_from" in r for r in ok)
+    results["host"]["loadavg_end"] = os.getloadavg()
+    results["ratios"] = ratios(results, a.packets, a.also)
+    return results
+
+
+def _tshark_version(tshark: str) -> str | None:
+    try:
+        out = subprocess.run([tshark, "--version"], capture_output=True, text=True, timeout=60).stdout
+        return out.splitlines()[0] if out else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _wall(results: dict, n: int, key: str) -> float | None:
+    slot = results["sizes"].get(str(n), {}).get("rows", {}).get(key, {})
+    return slot.get("wall_s")
+
+
+def _rss(results: dict, n: int, key: str) -> float | None:
+    slot = results["sizes"].get(str(n), {}).get("rows", {}).get(key, {})
+    return slot.get("rss_mb")
+
+
+def ratios(results: dict, big: int, small: int) -> list[dict]:
+    out = []
+
+    def speed(label: str, num: str, den: str, target: float, n: int) -> None:
+        a, b = _wall(results, n, num), _wall(results, n, den)
+        v = a / b if a and b else None
+        out.append({"what": f"{label} @ {n:,} pkts", "value": v, "target": f">= {target:g}",
+                    "ok": None if v is None else v >= target, "unit": "x"})
+
+    for n in [big] + ([small] if small and small != big else []):
+        speed("tshark conv,tcp / sockscope summary", "tshark_conv", "ss_summary", TARGET_CONV, n)
+        speed("tshark http fields / sockscope requests", "tshark_http", "ss_requests", TARGET_HTTP, n)
+    if small and small != big:
+        for key, label in [("ss_summary", "summary"), ("ss_requests", "requests")]:
+            rb, rs = _rss(results, big, key), _rss(results, small, key)
+            v = rb / rs if rb and rs else None
+            ok = None if v is None else abs(v - 1) <= TARGET_RSS_SPREAD and max(rb, rs) <= TARGET_RSS_MB
+            out.append({"what": f"sockscope {label} peak RSS {big:,} / {small:,} pkts "
+                                + (f"({rb:.0f} / {rs:.0f} MB)" if v else ""),
+                        "value": v, "target": f"within {TARGET_RSS_SPREAD:.0%}, both <= {TARGET_RSS_MB:g} MB",
+                        "ok": ok, "unit": "x"})
+    return out
+
+
+# ---- optional correctness cross-check (not timed) ----------------------------------------
+def verify(results: dict, sockscope: str) -> list[dict]:
+    """Compare sockscope's JSON output with the generator's ground truth.
+
+    A fast wrong answer is worthless, so ``--verify`` runs both commands once more, this time
+    keeping their output.  Missing columns are skipped so schema growth never breaks it.
+    """
+    checks = []
+    for n, size in results["sizes"].items():
+        truth, f = size["truth"], size["file"]
+        cl = truth["closes"]
+
+        def add(what: str, got, want) -> None:
+            checks.append({"size": int(n), "what": what, "got": got, "want": want,
+                           "ok": None if got is None else got == want})
+
+        conns = _json_of([sockscope, "summary", "--json", f])
+        if isinstance(conns, list):
+            col = lambda k: sum(int(c.get(k) or 0) for c in conns) if conns and k in conns[0] else None  # noqa: E731
+            kinds = [(c.get("closed_by"), c.get("close_kind")) for c in conns]
+            add("connections", len(conns), truth["connections"])
+            add("requests (sum over connections)", col("requests"), truth["requests"])
+            add("unanswered requests", col("unanswered"), truth["unanswered_requests"])
+            add("retransmits", col("retransmits"), truth["retransmissions"])
+            add("closed by client FIN", kinds.count(("client", "FIN")), cl["client_fin"] + cl["incident"])
+            add("closed by server FIN", kinds.count(("server", "FIN")), cl["server_idle"] + cl["conn_close"])
+            add("closed by client RST", kinds.count(("client", "RST")), cl["client_rst"])
+        else:
+            add("summary --json output", None, "a JSON list")
+        reqs = _json_of([sockscope, "requests", "--json", f])
+        if isinstance(reqs, list):
+            add("request rows", len(reqs), truth["requests"])
+            add("requests without response", sum(r.get("outcome") == "no_response" for r in reqs),
+                truth["unanswered_requests"])
+        else:
+            add("requests --json output", None, "a JSON list")
+    return checks
+
+
+def _json_of(cmd: list[str]):
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=3600).stdout
+        return json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+# ---- report -----------------------------------------------------------------------------
+def markdown(results: dict) -> str:
+    lines = []
+    for n, size in results["sizes"].items():
+        t = size["truth"]
+        lines.append(f"### {int(n):,}-packet capture: `{Path(size['file']).name}`\n")
+        lines.append(f"{t['packets']:,} packets, {t['file_bytes'] / 1e6:.0f} MB, {t['connections']:,} connections, "
+                     f"{t['requests']:,} requests ({t['unanswered_requests']} unanswered), "
+                     f"{t['retransmissions']} retransmissions, {t['duration_s']:.0f} s of traffic"
+                     + ("" if t.get("cached") else f"; generated in {t['generate_s']:.1f} s") + "\n")
+        lines.append("| command | packets | wall s | packets/s | peak RSS MB | vs sockscope |")
+        lines.append("|---|---:|---:|---:|---:|---|")
+        rows = size["rows"]
+        for key, slot in rows.items():
+            if "wall_s" not in slot:
+                why = slot.get("unavailable", "not run")
+                lines.append(f"| {slot['name']} | {t['packets']:,} | unavailable | | | {why} |")
+                continue
+            wall = slot["wall_s"]
+            mark = "*" if slot.get("extrapolated") else ""
+            vs = "—"
+            base = rows.get(slot["vs"] or "", {}).get("wall_s")
+            if base:
+                vs = f"{wall / base:.1f}x {rows[slot['vs']]['name'].split(' --')[0].replace('sockscope ', '')}"
+            lines.append(f"| {slot['name']} | {t['packets']:,} | {wall:.2f}{mark} | {t['packets'] / wall:,.0f}{mark} "
+                         f"| {slot['rss_mb']:.0f} | {vs} |")
+        if any(s.get("extrapolated") for s in rows.values()):
+            lines.append("\n\\* extrapolated: measured on the slice, per-packet loop time scaled to the "
+                         "full capture (import/start-up counted once); RSS is the slice's.")
+        lines.append("")
+    lines.append("### Ratios (same run, same file)\n")
+    lines.append("| ratio | value | target | |")
+    lines.append("|---|---:|---|---|")
+    for r in results["ratios"]:
+        v = "unavailable" if r["value"] is None else f"{r['value']:.2f}{r['unit']}"
+        ok = "n/a" if r["ok"] is None else ("met" if r["ok"] else "MISSED")
+        lines.append(f"| {r['what']} | {v} | {r['target']} | {ok} |")
+    if results.get("verify"):
+        lines.append("\n### sockscope output vs ground truth (`--verify`, not timed)\n")
+        lines.append("| capture | check | sockscope | truth | |")
+        lines.append("|---:|---|---:|---:|---|")
+        for c in results["verify"]:
+            ok = "unavailable" if c["ok"] is None else ("ok" if c["ok"] else "WRONG")
+            lines.append(f"| {c['size']:,} | {c['what']} | {c['got']} | {c['want']} | {ok} |")
+    h = results["host"]
+    lines.append(f"\n{h['cpus']} CPUs, load average {h['loadavg_start'][0]:.2f} at start, "
+                 f"{h['loadavg_end'][0]:.2f} at end; {(results['tshark'] or 'tshark ?').rstrip('.')}; best of {results['repeat']} run(s).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--packets", type=int, default=1_000_000, help="main capture size (default 1M)")
+    ap.add_argument("--also", type=int, default=100_000,
+                    help="second, smaller capture for the RSS-flatness check (0 to skip)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per command; best wall, worst RSS kept")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tshark-engine", action="store_true", help="also time sockscope --engine tshark")
+    ap.add_argument("--verify", action="store_true",
+                    help="afterwards, check sockscope's JSON against the ground truth (untimed)")
+    ap.add_argument("--json", metavar="FILE", help="also write all results as JSON to FILE")
+    ap.add_argument("--sockscope", default=str(REPO / ".venv" / "bin" / "sockscope"))
+    ap.add_argument("--tshark", default=shutil.which("tshark") or "/usr/bin/tshark")
+    ap.add_argument("--scapy-slice", type=int, default=100_000, help="packets scapy reads before extrapolating")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds before a command is killed")
+    ap.add_argument("--only", type=lambda s: s.split(","), default=None,
+                    help="comma-separated row keys: ss_summary,ss_requests,ss_tshark_engine,"
+                         "tshark_conv,tshark_http,scapy,dpkt")
+    a = ap.parse_args(argv)
+    if a.repeat < 1 or a.packets < 1:
+        ap.error("--repeat and --packets must be positive")
+    results = run_all(a)
+    if a.verify:
+        if results["sockscope"]:
+            print("verifying sockscope output against the ground truth ...", file=sys.stderr)
+            results["verify"] = verify(results, a.sockscope)
+        else:
+            results["verify"] = []
+    print(markdown(results))
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

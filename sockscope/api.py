@@ -1,0 +1,112 @@
+"""The Python face: ``cap = sockscope.load("x.pcap")`` and the tables on it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, BinaryIO, Callable
+
+import pandas as pd
+
+from sockscope import engine, schema
+
+
+@dataclass
+class Capture:
+    """An analysed capture: typed tables plus facts about the file.
+
+    Attributes
+    ----------
+    connections:
+        One row per TCP connection (``schema.CONNECTION_COLUMNS``).
+    requests:
+        One row per HTTP request (``schema.REQUEST_COLUMNS``).
+    gaps:
+        Silences longer than ``min_gap_s`` (``schema.GAP_COLUMNS``).
+    facts:
+        File format, link types, packet counts by status, warnings, time span.
+    """
+
+    source: str
+    connections: pd.DataFrame
+    requests: pd.DataFrame
+    gaps: pd.DataFrame
+    facts: dict[str, Any] = field(default_factory=dict)
+    min_gap_s: float = 1.0
+
+    @cached_property
+    def findings(self) -> pd.DataFrame:
+        """Diagnoses with evidence (``schema.FINDING_COLUMNS``)."""
+        from sockscope.analysis import findings_table
+
+        return findings_table(self)
+
+    @property
+    def start(self) -> pd.Timestamp | None:
+        ns = self.facts.get("first_ts_ns")
+        return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
+
+    @property
+    def end(self) -> pd.Timestamp | None:
+        ns = self.facts.get("last_ts_ns")
+        return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
+
+    def connection(self, conn_id: int) -> dict[str, pd.DataFrame]:
+        """The rows of every table that belong to one connection."""
+        out = {
+            "connections": self.connections[self.connections["conn_id"] == conn_id],
+            "requests": self.requests[self.requests["conn_id"] == conn_id],
+            "gaps": self.gaps[self.gaps["conn_id"] == conn_id],
+        }
+        if "findings" in self.__dict__ or True:
+            f = self.findings
+            out["findings"] = f[f["conn_id"] == conn_id]
+        return out
+
+    def __repr__(self) -> str:
+        return (f"<Capture {self.source!r}: {self.facts.get('packets', 0)} packets, "
+                f"{len(self.connections)} connections, {len(self.requests)} requests>")
+
+
+def load(
+    source: str | os.PathLike | BinaryIO,
+    *,
+    engine_name: str = "native",
+    min_gap_s: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+    tls_keylog: str | None = None,
+    **kwargs: Any,
+) -> Capture:
+    """Read a capture and build its tables.
+
+    Parameters
+    ----------
+    source:
+        Path to a pcap/pcapng file (optionally gzip-compressed), ``"-"`` for standard
+        input, or a binary file object.
+    engine_name:
+        ``"native"`` (default, fast) or ``"tshark"`` (Wireshark's dissectors; slower, and
+        can decrypt TLS with ``tls_keylog``).
+    min_gap_s:
+        Silences at least this long become rows of ``gaps``.
+
+    Example
+    -------
+    >>> cap = sockscope.load("captures/crafted/incident-before-fix.pcap")  # doctest: +SKIP
+    >>> cap.connections[["conn_id", "closed_by", "idle_before_close_s"]]  # doctest: +SKIP
+    """
+    engine_name = kwargs.pop("engine", engine_name)
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
+    if engine_name == "tshark":
+        from sockscope.engines.tshark import load_tables
+
+        tables = load_tables(str(name), tls_keylog=tls_keylog)
+        gaps = tables.get("gaps", schema.empty(schema.GAP_COLUMNS))
+        return Capture(str(name), tables["connections"], tables["requests"], gaps,
+                       tables.get("facts", {"engine": "tshark"}), min_gap_s)
+    if engine_name != "native":
+        raise ValueError(f"unknown engine {engine_name!r}: use 'native' or 'tshark'")
+    res = engine.run(source, min_gap_s=min_gap_s, progress=progress, **kwargs)
+    res.facts["engine"] = "native"
+    return Capture(str(name), res.connections, res.requests, res.gaps, res.facts, min_gap_s)

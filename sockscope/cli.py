@@ -1,0 +1,241 @@
+"""Command line: ``sockscope summary|requests|diagnose|check|compare|crosscheck CAPTURE``.
+
+Exit codes (every command): 0 ok, 1 a check or cross-check failed, 2 usage error,
+3 the capture could not be read (nothing to analyse).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+import click
+import pandas as pd
+
+from sockscope import output
+from sockscope.errors import SockscopeError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False,
+                   width=None if sys.stdout.isatty() else 200)
+
+
+def _load(path: str, *, engine: str = "native", min_gap_s: float = 1.0, tls_keylog: str | None = None):
+    """Load with a progress line on stderr (only on a TTY); input errors exit 3."""
+    import sockscope
+
+    progress: Callable[[int], None] | None = None
+    live = None
+    if sys.stderr.isatty() and engine == "native":
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        live = Progress(SpinnerColumn(), TextColumn("reading {task.fields[name]}: {task.completed:,} packets"),
+                        console=_console(stderr=True), transient=True)
+        task = live.add_task("read", total=None, name=os.path.basename(path))
+        live.start()
+
+        def progress(n: int) -> None:
+            live.update(task, completed=n)
+
+    try:
+        cap = sockscope.load(path, engine=engine, min_gap_s=min_gap_s, progress=progress,
+                             tls_keylog=tls_keylog)
+    except SockscopeError as exc:
+        _die(str(exc))
+    except RuntimeError as exc:     # tshark missing or failing (its own one-line message)
+        _die(str(exc))
+    finally:
+        if live is not None:
+            live.stop()
+    for w in cap.facts.get("warnings", []):
+        click.echo(f"sockscope: warning: {path}: {w}", err=True)
+    if not cap.facts.get("packets") and cap.facts.get("engine") == "native":
+        _die(f"{path}: no packets could be read")
+    return cap
+
+
+def _die(msg: str, code: int = EXIT_UNREADABLE) -> None:
+    click.echo(f"sockscope: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _emit(df: pd.DataFrame, as_json: bool, as_csv: bool) -> bool:
+    if as_json:
+        output.write_json(df, sys.stdout)
+        return True
+    if as_csv:
+        output.write_csv(df, sys.stdout)
+        return True
+    return False
+
+
+def _t(ts: Any, date: bool = False) -> str:
+    if ts is None or ts is pd.NaT or pd.isna(ts):
+        return "-"
+    return ts.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
+
+
+def _s(x: Any, digits: int = 3) -> str:
+    if x is None or pd.isna(x):
+        return "-"
+    return f"{x:.{digits}f}"
+
+
+def _facts_header(cap) -> str:
+    f = cap.facts
+    lt = ", ".join(f"{k}×{v}" for k, v in f.get("linktypes", {}).items()) or "-"
+    skipped = {k: v for k, v in f.get("status_counts", {}).items() if k != "tcp"}
+    span = "-"
+    if cap.start is not None:
+        span = f"{_t(cap.start, True)} → {_t(cap.end, True)} UTC ({(cap.end - cap.start).total_seconds():.3f} s)"
+    lines = [
+        f"[bold]{cap.source}[/bold]: {f.get('format')} · link types {lt} · {f.get('packets', 0):,} packets "
+        f"({f.get('tcp_packets', 0):,} TCP) · {len(cap.connections)} connections · {len(cap.requests)} requests",
+        f"span {span}",
+    ]
+    if skipped:
+        lines.append("skipped: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in skipped.items()))
+    return "\n".join(lines)
+
+
+CAPTURE = click.argument("capture", type=click.Path(allow_dash=True, dir_okay=False))
+JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON array of row objects.")
+CSV = click.option("--csv", "as_csv", is_flag=True, help="Print CSV with the same columns.")
+ENGINE = click.option("--engine", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
+                      help="native: sockscope's own fast engine; tshark: Wireshark's dissectors.")
+KEYLOG = click.option("--tls-keylog", type=click.Path(exists=True, dir_okay=False), default=None,
+                      help="SSLKEYLOGFILE to decrypt TLS (tshark engine).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="sockscope")
+def main() -> None:
+    """Prove who killed a TCP connection, from a tcpdump capture.
+
+    \b
+    Example:
+      sockscope summary captures/crafted/incident-before-fix.pcap
+      sockscope diagnose captures/crafted/incident-before-fix.pcap
+      tcpdump -i any -w - port 8000 | sockscope summary -
+
+    Exit codes: 0 ok, 1 a check failed, 2 usage error, 3 unreadable capture.
+    """
+
+
+@main.command()
+@CAPTURE
+@JSON
+@CSV
+@ENGINE
+@KEYLOG
+def summary(capture: str, as_json: bool, as_csv: bool, engine: str, tls_keylog: str | None) -> None:
+    """One line per TCP connection: who talked, who closed it, with FIN or RST, after how much silence.
+
+    \b
+    Example:
+      sockscope summary captures/crafted/incident-before-fix.pcap
+      sockscope summary --json capture.pcap | jq '.[] | select(.closed_by == "client")'
+    """
+    cap = _load(capture, engine=engine, tls_keylog=tls_keylog)
+    df = cap.connections.sort_values(["start", "conn_id"], kind="stable")
+    if _emit(df, as_json, as_csv):
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(_facts_header(cap))
+    t = Table(show_lines=False, header_style="bold", pad_edge=False)
+    for col, just in [("id", "right"), ("client → server", "left"), ("start", "left"), ("dur s", "right"),
+                      ("pkts c/s", "right"), ("bytes c/s", "right"), ("state", "left"), ("closed", "left"),
+                      ("idle s", "right"), ("reqs", "right"), ("history", "left")]:
+        t.add_column(col, justify=just, no_wrap=True)
+    for r in df.itertuples():
+        closed = "-" if pd.isna(r.closed_by) else f"{r.closed_by} {r.close_kind} #{r.close_frame}"
+        color = "red" if (not pd.isna(r.closed_by) and r.closed_by == "client" and r.unanswered) else None
+        reqs = "-" if r.protocol != "http" else (f"{r.requests}" + (f" ({r.unanswered} unanswered)" if r.unanswered else ""))
+        if r.protocol == "tls":
+            reqs = "tls" + (f" {r.sni}" if not pd.isna(r.sni) else "")
+        t.add_row(str(r.conn_id), f"{r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}"
+                  + ("" if r.roles_from == "syn" else " (?)"),
+                  _t(r.start), _s(r.duration_s), f"{r.client_pkts}/{r.server_pkts}",
+                  f"{r.client_bytes}/{r.server_bytes}", str(r.state),
+                  f"[{color}]{closed}[/{color}]" if color else closed, _s(r.idle_before_close_s),
+                  reqs, str(r.history))
+    con.print(t)
+    con.print("[dim](?) roles guessed without a handshake; idle s = silence before the first FIN/RST; "
+              "frame numbers (#) as in Wireshark[/dim]")
+
+
+@main.command()
+@CAPTURE
+@click.option("--conn", "conn_ids", type=int, multiple=True, help="Only these connection ids (repeatable).")
+@JSON
+@CSV
+@ENGINE
+@KEYLOG
+def requests(capture: str, conn_ids: tuple[int, ...], as_json: bool, as_csv: bool, engine: str,
+             tls_keylog: str | None) -> None:
+    """HTTP/1.x requests grouped by connection: the reuse chain and what happened to each.
+
+    \b
+    Example:
+      sockscope requests captures/crafted/incident-before-fix.pcap
+      sockscope requests --conn 0 --json capture.pcap
+    """
+    cap = _load(capture, engine=engine, tls_keylog=tls_keylog)
+    df = cap.requests
+    if conn_ids:
+        df = df[df["conn_id"].isin(conn_ids)]
+    if _emit(df, as_json, as_csv):
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(_facts_header(cap))
+    conns = cap.connections.set_index("conn_id")
+    for conn_id, grp in df.groupby("conn_id", sort=True):
+        c = conns.loc[conn_id]
+        closed = "still open at capture end" if pd.isna(c.closed_by) else \
+            f"closed by {c.closed_by} ({c.close_kind}, frame {c.close_frame}) after {_s(c.idle_before_close_s)} s idle"
+        con.print(f"\n[bold]connection {conn_id}[/bold] {c.client_ip}:{c.client_port} → "
+                  f"{c.server_ip}:{c.server_port} · {len(grp)} request(s) · {closed}")
+        t = Table(header_style="bold", pad_edge=False)
+        for col in ("#", "sent", "gap s", "method uri", "user-agent", "status", "ttfb s", "outcome"):
+            t.add_column(col, no_wrap=col != "method uri")
+        prev_end = None
+        for r in grp.itertuples():
+            gap = "-" if prev_end is None or pd.isna(r.request_start) else \
+                f"{(r.request_start - prev_end).total_seconds():.3f}"
+            if not pd.isna(r.response_end):
+                prev_end = r.response_end
+            elif not pd.isna(r.request_end):
+                prev_end = r.request_end
+            outcome = str(r.outcome) + ("" if pd.isna(r.ended_by) else f" ({r.ended_by})")
+            style = "red" if r.outcome != "complete" else None
+            t.add_row(str(r.index), _t(r.request_start), gap,
+                      f"{'' if pd.isna(r.method) else r.method} {'' if pd.isna(r.uri) else r.uri}",
+                      "-" if pd.isna(r.user_agent) else str(r.user_agent),
+                      "-" if pd.isna(r.status) else str(r.status), _s(r.ttfb_s),
+                      f"[{style}]{outcome}[/{style}]" if style else outcome)
+        con.print(t)
+
+
+def _register_more() -> None:
+    # Commands that need the analysis layer live in their own module to keep this one small.
+    from sockscope import cli_diag  # noqa: F401
+
+
+try:
+    _register_more()
+except ImportError:  # analysis layer not available
+    pass
+
+
+if __name__ == "__main__":
+    main()

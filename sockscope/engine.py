@@ -1,0 +1,266 @@
+"""Native engine: capture -> tracker -> compact columns -> typed tables.
+
+Consumes a capture (path, ``-`` or binary file object). Produces the ``connections``,
+``requests`` and ``gaps`` tables of :mod:`sockscope.schema` plus file facts.
+
+Rows are kept column-wise in ``array('q')`` buffers (integers, with a sentinel for
+missing values) and interned strings while the capture streams through, so memory per
+finished connection is a few hundred bytes, not a Python dict per row.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+import pandas as pd
+
+from sockscope import schema
+from sockscope.capture import open_source
+from sockscope.http import HttpSession, detect
+from sockscope.tcp._tracker import GAP_ENDED_BY, Tracker, conn_row
+
+NA = -(2**63)
+
+# Connection columns kept by the engine: name -> kind ('i' int, 't' timestamp ns, 's' str).
+_CONN_FIELDS: dict[str, str] = {
+    "conn_id": "i", "client_ip": "s", "client_port": "i", "server_ip": "s", "server_port": "i",
+    "roles_from": "s", "start": "t", "end": "t", "client_pkts": "i", "server_pkts": "i",
+    "client_bytes": "i", "server_bytes": "i", "client_ip_bytes": "i", "server_ip_bytes": "i",
+    "state": "s", "history": "s", "closed_by": "s", "close_kind": "s", "close_ts": "t",
+    "close_frame": "i", "idle_close_ns": "i", "requests": "i", "unanswered": "i", "protocol": "s",
+    "sni": "s", "retransmits": "i", "gap_count": "i", "missed_bytes": "i", "last_payload_ts": "t",
+    "last_payload_frame": "i", "last_payload_by": "s", "first_frame": "i", "last_frame": "i",
+    "client_fin_ts": "t", "client_fin_frame": "i", "server_fin_ts": "t", "server_fin_frame": "i",
+    "client_rst_ts": "t", "client_rst_frame": "i", "server_rst_ts": "t", "server_rst_frame": "i",
+    "data_after_close_pkts": "i", "data_after_close_bytes": "i", "data_after_close_frame": "i",
+    "data_after_close_ts": "t", "data_after_close_by": "s", "client_state": "s", "server_state": "s",
+}
+
+_REQ_FIELDS: dict[str, str] = {
+    "conn_id": "i", "index": "i", "method": "s", "uri": "s", "host": "s", "user_agent": "s",
+    "version": "s", "status": "i", "reason": "s", "info_code": "i", "request_start": "t",
+    "request_end": "t", "response_start": "t", "response_end": "t", "request_body_len": "i",
+    "response_body_len": "i", "response_body_decoded_len": "i", "req_content_type": "s",
+    "resp_content_type": "s", "req_connection": "s", "resp_connection": "s", "resp_keep_alive": "s",
+    "outcome": "s", "ended_by": "s", "first_frame": "i", "last_frame": "i", "resp_version": "s",
+    "request_first_frame": "i", "request_last_frame": "i", "response_first_frame": "i",
+    "response_last_frame": "i",
+}
+
+_GAP_FIELDS: dict[str, str] = {
+    "conn_id": "i", "start": "t", "end": "t", "outstanding": "i", "ended_by": "s",
+    "start_frame": "i", "end_frame": "i", "started_by": "s",
+}
+
+
+class _Columns:
+    """Append-only column store: int64 arrays with a NA sentinel, interned strings."""
+
+    def __init__(self, spec: dict[str, str]):
+        self.spec = spec
+        self.cols: dict[str, Any] = {k: (array("q") if t in "it" else []) for k, t in spec.items()}
+        self._intern: dict[str, str] = {}
+        self.n = 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        intern = self._intern
+        for k, t in self.spec.items():
+            v = row.get(k)
+            if t == "s":
+                if v is not None:
+                    v = intern.setdefault(v, v) if len(v) < 64 else v
+                self.cols[k].append(v)
+            else:
+                self.cols[k].append(NA if v is None else int(v))
+        self.n += 1
+
+    def frame(self) -> pd.DataFrame:
+        data: dict[str, Any] = {}
+        for k, t in self.spec.items():
+            col = self.cols[k]
+            if t == "s":
+                data[k] = pd.array(col, dtype="string") if self.n else pd.array([], dtype="string")
+                continue
+            arr = np.frombuffer(col, dtype=np.int64) if len(col) else np.zeros(0, dtype=np.int64)
+            mask = arr == NA
+            if t == "t":
+                ts = pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)
+                data[k] = pd.Series(ts).where(~mask)
+            elif mask.any():
+                data[k] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
+            else:
+                data[k] = arr.copy()
+        return pd.DataFrame(data)
+
+
+_ip_cache: dict[bytes, str] = {}
+
+
+def _ip(b: bytes) -> str:
+    s = _ip_cache.get(b)
+    if s is None:
+        s = str(ipaddress.ip_address(b))
+        if len(_ip_cache) < 1_000_000:
+            _ip_cache[b] = s
+    return s
+
+
+def _ended_by(row: dict[str, Any], after_ns: int | None) -> str:
+    """What ended an incomplete exchange: the first close at/after the request, else capture end."""
+    events = []
+    for side in ("client", "server"):
+        for kind in ("fin", "rst"):
+            ts = row.get(f"{side}_{kind}_ts")
+            if ts is not None and (after_ns is None or ts >= after_ns):
+                events.append((ts, 0 if kind == "rst" else 1, f"{side}_{kind}"))
+    if not events:
+        return "capture_end"
+    return min(events)[2]
+
+
+@dataclass
+class EngineResult:
+    connections: pd.DataFrame
+    requests: pd.DataFrame
+    gaps: pd.DataFrame
+    facts: dict[str, Any] = field(default_factory=dict)
+    anomalies: pd.DataFrame | None = None
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.conns = _Columns(_CONN_FIELDS)
+        self.reqs = _Columns(_REQ_FIELDS)
+        self.gaps = _Columns(_GAP_FIELDS)
+        self.violations: dict[str, list[int]] = {}
+
+    def __call__(self, conn) -> None:
+        row = conn_row(conn)
+        row["client_ip"] = _ip(row["client_addr"])
+        row["server_ip"] = _ip(row["server_addr"])
+        session = row["session"]
+        exchanges = session.finish() if session is not None else []
+        n_req = unanswered = 0
+        req_spans: list[tuple[int, int | None]] = []
+        for ex in exchanges:
+            if ex.no_request:
+                outcome = "no_request"
+            elif ex.response_complete:
+                outcome = "complete"
+            elif ex.response_start_ns is not None:
+                outcome = "partial_response"
+            else:
+                outcome = "no_response"
+            if not ex.no_request:
+                n_req += 1
+                if outcome != "complete":
+                    unanswered += 1
+                if ex.request_end_ns is not None:
+                    req_spans.append((ex.request_end_ns, ex.response_start_ns))
+            self.reqs.append({
+                "conn_id": row["conn_id"], "index": ex.index, "method": ex.method, "uri": ex.uri,
+                "host": ex.host, "user_agent": ex.user_agent, "version": ex.version,
+                "status": ex.status, "reason": ex.reason, "info_code": ex.info_code,
+                "request_start": ex.request_start_ns, "request_end": ex.request_end_ns,
+                "response_start": ex.response_start_ns, "response_end": ex.response_end_ns,
+                "request_body_len": ex.request_body_len, "response_body_len": ex.response_body_len,
+                "response_body_decoded_len": ex.response_body_decoded_len,
+                "req_content_type": ex.req_content_type, "resp_content_type": ex.resp_content_type,
+                "req_connection": ex.req_connection, "resp_connection": ex.resp_connection,
+                "resp_keep_alive": ex.resp_keep_alive, "outcome": outcome,
+                "ended_by": None if outcome == "complete" else _ended_by(
+                    row, ex.request_start_ns if ex.request_start_ns is not None else ex.response_start_ns),
+                "first_frame": ex.first_frame, "last_frame": ex.last_frame,
+                "resp_version": ex.resp_version,
+                "request_first_frame": ex.request_first_frame, "request_last_frame": ex.request_last_frame,
+                "response_first_frame": ex.response_first_frame,
+                "response_last_frame": ex.response_last_frame,
+            })
+        if session is not None:
+            for kind, frame in session.violations:
+                lst = self.violations.setdefault(kind, [])
+                if len(lst) < 20:
+                    lst.append(frame)
+        row["requests"] = n_req
+        row["unanswered"] = unanswered
+        self.conns.append(row)
+        proto = row["protocol"]
+        for (s_ts, s_frame, e_ts, e_frame, code, start_code) in row["raw_gaps"]:
+            if proto == "http":
+                outstanding = any(rend <= s_ts and (rstart is None or rstart >= e_ts)
+                                  for rend, rstart in req_spans)
+            else:
+                # Without HTTP framing: a request is waiting when the client spoke last.
+                outstanding = start_code == 0
+            self.gaps.append({
+                "conn_id": row["conn_id"], "start": s_ts, "end": e_ts, "outstanding": int(outstanding),
+                "ended_by": GAP_ENDED_BY[code], "start_frame": s_frame,
+                "end_frame": None if e_frame < 0 else e_frame,
+                "started_by": None if start_code < 0 else GAP_ENDED_BY[start_code],
+            })
+
+
+def run(
+    source: str | os.PathLike | BinaryIO,
+    *,
+    min_gap_s: float = 1.0,
+    l7: bool = True,
+    progress: Callable[[int], None] | None = None,
+    linger_s: float = 120.0,
+    max_open: int = 1_000_000,
+) -> EngineResult:
+    """Read one capture and build the tables (see module docstring)."""
+    src = open_source(source)
+    sink = _Sink()
+    tracker = Tracker(sink, min_gap_s=min_gap_s, linger_s=linger_s, l7=l7,
+                      session_factory=HttpSession if l7 else None, detect=detect, max_open=max_open)
+    tracker.run(src, progress)
+    tracker.finish()
+    facts = src.facts()
+    facts["first_ts_ns"] = tracker.capture_first_ts if tracker.capture_first_ts >= 0 else None
+    facts["last_ts_ns"] = tracker.capture_last_ts if tracker.capture_last_ts >= 0 else None
+    facts["tcp_packets"] = tracker.tcp_packets
+    facts["connections"] = tracker.next_id
+    facts["evicted_connections"] = tracker.evicted
+    facts["http_violations"] = {k: len(v) for k, v in sink.violations.items()}
+    return EngineResult(
+        connections=_connections_table(sink.conns.frame()),
+        requests=_requests_table(sink.reqs.frame()),
+        gaps=_gaps_table(sink.gaps.frame()),
+        facts=facts,
+    )
+
+
+def _connections_table(df: pd.DataFrame) -> pd.DataFrame:
+    if len(df):
+        df = df.sort_values("conn_id", kind="stable").reset_index(drop=True)
+    df["duration_s"] = (df["end"] - df["start"]).dt.total_seconds() if len(df) else pd.Series([], dtype=float)
+    idle = df["idle_close_ns"].astype("Float64") / 1e9 if len(df) else pd.Series([], dtype=float)
+    df["idle_before_close_s"] = pd.Series(idle, index=df.index).astype("float64")
+    df["gaps"] = df["gap_count"]
+    df = df.drop(columns=["idle_close_ns", "gap_count"])
+    return schema.frame_from_records(df, schema.CONNECTION_COLUMNS)
+
+
+def _requests_table(df: pd.DataFrame) -> pd.DataFrame:
+    if len(df):
+        df = df.sort_values(["conn_id", "index"], kind="stable").reset_index(drop=True)
+        df["ttfb_s"] = (df["response_start"] - df["request_end"]).dt.total_seconds()
+    else:
+        df["ttfb_s"] = pd.Series([], dtype=float)
+    for col in ("request_body_len", "response_body_len"):
+        df[col] = df[col].fillna(0) if len(df) else df[col]
+    return schema.frame_from_records(df, schema.REQUEST_COLUMNS)
+
+
+def _gaps_table(df: pd.DataFrame) -> pd.DataFrame:
+    if len(df):
+        df = df.sort_values(["conn_id", "start"], kind="stable").reset_index(drop=True)
+    df["duration_s"] = (df["end"] - df["start"]).dt.total_seconds() if len(df) else pd.Series([], dtype=float)
+    df["outstanding"] = df["outstanding"].astype(bool) if len(df) else pd.Series([], dtype=bool)
+    return schema.frame_from_records(df, schema.GAP_COLUMNS)

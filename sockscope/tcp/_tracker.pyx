@@ -1,0 +1,969 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled TCP connection tracker.
+
+Theory of operation
+-------------------
+`Tracker.run(source)` pulls decoded packets from a `PacketSource` and keeps one `Conn`
+per connection (4-tuple + SYN epoch). Everything a packet changes is C-level state on
+the `Conn`; no Python object is created per packet except when payload bytes are handed
+to an application-layer consumer (HTTP), which works on reassembled streams.
+
+Per direction ("side", 0 = sender of the connection's first packet, 1 = the other) the
+tracker keeps Zeek-compatible endpoint state (INACTIVE, SYN_SENT, ... RESET), relative
+sequence numbers unwrapped to 64 bits, the highest sequence seen and acked (for payload
+byte counts that count retransmissions once and include data the capture missed), and
+stream coverage: the next expected byte plus a short list of out-of-order islands.
+Coverage decides what is *new* data (activity for idle measurement; retransmissions and
+keep-alive probes are not), what is a hole (missed bytes, reported when the receiver
+acknowledges past it), and what bytes reach the HTTP layer in order.
+
+Roles: the client is the sender of a bare SYN, else the receiver of a SYN-ACK, else a
+heuristic (first payload that looks like a request, then port numbers).
+
+A connection is *retired* (finalised into a compact row and forgotten) once both sides
+closed or one reset and it has been quiet for `linger` seconds, so memory follows the
+number of open connections, not the number of packets.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
+from libc.string cimport memcpy, memcmp
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from sockscope.capture._source cimport PacketSource, Pkt, PKT_TCP
+
+DEF BASE = 1 << 40          # relative sequence origin: keeps unwrapped values positive
+DEF TOO_LARGE_DELTA = 1048576
+
+# Zeek endpoint states
+DEF INACTIVE = 0
+DEF SYN_SENT = 1
+DEF SYN_ACK_SENT = 2
+DEF PARTIAL = 3
+DEF ESTABLISHED = 4
+DEF CLOSED = 5
+DEF RESET = 6
+
+# history flag bits (letters that appear once per side, or repeat by rule)
+DEF H_SYN = 1
+DEF H_FIN = 2
+DEF H_RST = 4
+DEF H_DATA = 8
+DEF H_ACK = 16
+DEF H_I = 32
+DEF H_Q = 64
+
+DEF F_FIN = 0x01
+DEF F_SYN = 0x02
+DEF F_RST = 0x04
+DEF F_ACK = 0x10
+
+DEF MAX_ISLANDS = 64
+DEF MAX_ISLAND_BYTES = 4 * 1024 * 1024
+DEF HEAD_MAX = 16384
+
+# gap / close event codes (index into GAP_ENDED_BY)
+GAP_ENDED_BY = ("client_data", "server_data", "client_fin", "client_rst", "server_fin",
+                "server_rst", "capture_end")
+
+HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+                b"CONNECT ", b"TRACE ")
+
+
+cdef struct Side:
+    int64_t pkts
+    int64_t ip_bytes
+    bint seq_init
+    uint32_t ref_seq
+    int64_t ref_rel
+    int64_t start
+    int64_t last_end
+    int64_t ack_max
+    int state
+    int prev_state
+    bint did_close
+    int fin_cnt
+    int64_t fin_pos          # stream position of the FIN (end of data)
+    int hflags
+    int64_t h_syn
+    int64_t h_fin
+    int64_t h_rst
+    int64_t n_rxmit
+    int64_t n_zero
+    int64_t n_gap
+    int64_t next_rel         # first stream byte not yet seen in order
+    int64_t missed
+    int64_t new_bytes        # payload bytes that were new (not retransmitted)
+    int64_t fin_ts
+    int64_t fin_frame
+    int64_t rst_ts
+    int64_t rst_frame
+    int64_t syn_rel          # relative seq of this side's SYN, -1 if none
+
+
+cdef inline int64_t unwrap(Side* s, uint32_t seq) noexcept nogil:
+    return s.ref_rel + <int32_t>(seq - s.ref_seq)
+
+
+cdef inline bint log_step(int64_t n) noexcept nogil:
+    # Zeek writes a counted letter at the 1st, 10th, 100th ... occurrence.
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
+cdef class Conn:
+    cdef public int64_t conn_id
+    cdef uint8_t af
+    cdef uint8_t addr[2][16]
+    cdef uint16_t port[2]
+    cdef Side s[2]
+    cdef public int client
+    cdef bint roles_syn
+    cdef bint roles_final
+    cdef int64_t first_ts
+    cdef int64_t last_ts          # Zeek's: packets after both sides closed don't extend it
+    cdef int64_t seen_ts          # truly last packet
+    cdef int64_t first_frame
+    cdef int64_t last_frame
+    cdef bytearray hist
+    cdef int close_side
+    cdef int close_kind           # 0 none, 1 FIN, 2 RST
+    cdef int64_t close_ts
+    cdef int64_t close_frame
+    cdef int64_t idle_close_ns    # -1: no payload before the close
+    cdef int64_t last_pay_ts
+    cdef int64_t last_pay_frame
+    cdef int last_pay_side
+    cdef int64_t mark_ts
+    cdef int64_t mark_frame
+    cdef int mark_code
+    cdef list gaps
+    cdef int64_t late_pkts
+    cdef int64_t late_bytes
+    cdef int64_t late_ts
+    cdef int64_t late_frame
+    cdef int late_side
+    cdef list islands0
+    cdef list islands1
+    cdef int64_t island_bytes[2]
+    # application layer
+    cdef object session
+    cdef int proto                # 0 undecided, 1 http, 2 tls, 3 unknown
+    cdef object sni
+    cdef list heads               # [(side, bytes, ts, frame), ...] until the protocol is known
+    cdef int64_t head_len[2]
+    cdef Conn chain
+    cdef bint retired
+
+    cdef bint same_key(self, Pkt* p):
+        if p.af != self.af:
+            return False
+        if p.sport == self.port[0] and p.dport == self.port[1] and \
+                memcmp(p.src, self.addr[0], 16) == 0 and memcmp(p.dst, self.addr[1], 16) == 0:
+            return True
+        return p.sport == self.port[1] and p.dport == self.port[0] and \
+            memcmp(p.src, self.addr[1], 16) == 0 and memcmp(p.dst, self.addr[0], 16) == 0
+
+    cdef int side_of(self, Pkt* p):
+        if p.sport == self.port[0] and memcmp(p.src, self.addr[0], 16) == 0 and \
+                (p.sport != p.dport or memcmp(p.dst, self.addr[1], 16) == 0):
+            return 0
+        return 1
+
+
+cdef inline void hist_add(Conn c, int side, char letter):
+    c.hist.append((<uint8_t>letter) | (0x80 if side else 0))
+
+
+cdef bint is_ephemeral(uint16_t port):
+    return port >= 32768
+
+
+cdef int server_side_by_ports(uint16_t p0, uint16_t p1):
+    """Which side (0/1) looks like the server from its port alone; -1 if no idea."""
+    if p0 < 1024 and p1 >= 1024:
+        return 0
+    if p1 < 1024 and p0 >= 1024:
+        return 1
+    if is_ephemeral(p0) and not is_ephemeral(p1):
+        return 1
+    if is_ephemeral(p1) and not is_ephemeral(p0):
+        return 0
+    return -1
+
+
+cdef int content_role(const uint8_t* d, int n):
+    """1 if these first bytes are a client's (request / ClientHello), 2 if a server's, 0 unknown."""
+    cdef int i
+    if n >= 5 and d[0] == b'H' and d[1] == b'T' and d[2] == b'T' and d[3] == b'P' and d[4] == b'/':
+        return 2
+    if n >= 6 and d[0] == 0x16 and d[1] == 3 and d[5] == 1:
+        return 1
+    if n >= 6 and d[0] == 0x16 and d[1] == 3 and d[5] == 2:
+        return 2
+    # An upper-case token followed by a space and '/' is a request line.
+    i = 0
+    while i < n and i < 16 and (b'A' <= d[i] <= b'Z' or d[i] == b'_' or d[i] == b'-'):
+        i += 1
+    if 2 < i < 16 and i + 1 < n and d[i] == b' ' and (d[i + 1] == b'/' or d[i + 1] == b'*' or
+                                                      (i + 4 < n and d[i + 1] == b'h')):
+        return 1
+    return 0
+
+
+cdef class Tracker:
+    """Turn decoded packets into connection rows (and feed HTTP sessions)."""
+
+    cdef dict table
+    cdef list open_conns
+    cdef public int64_t next_id
+    cdef public int64_t gap_floor_ns
+    cdef public int64_t linger_ns
+    cdef public bint l7
+    cdef public object session_factory
+    cdef public object detect
+    cdef public object sink        # called with each retired Conn's row dict-like
+    cdef public int64_t capture_first_ts
+    cdef public int64_t capture_last_ts
+    cdef public int64_t packets
+    cdef public int64_t tcp_packets
+    cdef public int64_t max_open
+    cdef public int64_t evicted
+
+    def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=120.0, bint l7=True,
+                 session_factory=None, detect=None, int64_t max_open=1_000_000):
+        self.table = {}
+        self.open_conns = []
+        self.next_id = 0
+        self.gap_floor_ns = <int64_t>(min_gap_s * 1e9)
+        self.linger_ns = <int64_t>(linger_s * 1e9)
+        self.l7 = l7 and session_factory is not None
+        self.session_factory = session_factory
+        self.detect = detect
+        self.sink = sink
+        self.capture_first_ts = -1
+        self.capture_last_ts = -1
+        self.packets = 0
+        self.tcp_packets = 0
+        self.max_open = max_open
+        self.evicted = 0
+
+    # -- table ----------------------------------------------------------------------------
+    cdef uint64_t key_hash(self, Pkt* p):
+        # FNV-1a per endpoint, combined order-independently so both directions meet.
+        cdef uint64_t prime = 1099511628211ULL
+        cdef uint64_t ha = 14695981039346656037ULL
+        cdef uint64_t hb = 14695981039346656037ULL
+        cdef int i
+        for i in range(16):
+            ha = (ha ^ p.src[i]) * prime
+            hb = (hb ^ p.dst[i]) * prime
+        ha = (ha ^ p.sport) * prime
+        hb = (hb ^ p.dport) * prime
+        return (((ha + hb) * prime) ^ (ha ^ hb) ^ p.af) & 0x3FFFFFFFFFFFFFFFULL
+
+    cdef Conn new_conn(self, Pkt* p):
+        cdef Conn c = Conn.__new__(Conn)
+        c.conn_id = self.next_id
+        self.next_id += 1
+        c.af = p.af
+        memcpy(c.addr[0], p.src, 16)
+        memcpy(c.addr[1], p.dst, 16)
+        c.port[0] = p.sport
+        c.port[1] = p.dport
+        c.first_ts = p.ts_ns
+        c.last_ts = p.ts_ns
+        c.seen_ts = p.ts_ns
+        c.first_frame = p.frame
+        c.last_frame = p.frame
+        c.hist = bytearray()
+        c.close_side = -1
+        c.idle_close_ns = -1
+        c.last_pay_ts = -1
+        c.last_pay_frame = -1
+        c.last_pay_side = -1
+        c.mark_ts = p.ts_ns
+        c.mark_frame = p.frame
+        c.mark_code = -1
+        c.late_side = -1
+        c.late_frame = -1
+        c.late_ts = -1
+        c.s[0].syn_rel = -1
+        c.s[1].syn_rel = -1
+        c.s[0].fin_frame = -1
+        c.s[1].fin_frame = -1
+        c.s[0].rst_frame = -1
+        c.s[1].rst_frame = -1
+        c.proto = 0 if self.l7 else 3
+        cdef bint syn = (p.flags & F_SYN) != 0
+        cdef bint ack = (p.flags & F_ACK) != 0
+        if syn and not ack:
+            c.client = 0
+            c.roles_syn = True
+            c.roles_final = True
+        elif syn and ack:
+            c.client = 1
+            c.roles_syn = True
+            c.roles_final = True
+        else:
+            c.client = 1 if server_side_by_ports(p.sport, p.dport) == 0 else 0
+        self.open_conns.append(c)
+        return c
+
+    cdef Conn lookup(self, Pkt* p):
+        cdef uint64_t h = self.key_hash(p)
+        key = h
+        cdef Conn head = self.table.get(key)
+        cdef Conn c = head
+        cdef Conn prev = None
+        cdef Conn nc
+        cdef int d
+        cdef Side* S
+        while c is not None and not c.same_key(p):
+            prev = c
+            c = c.chain
+        if c is None:
+            nc = self.new_conn(p)
+            nc.chain = head
+            self.table[key] = nc
+            return nc
+        if (p.flags & (F_SYN | F_ACK | F_RST)) == F_SYN:
+            # A bare SYN on a known 4-tuple: a retransmission, or a new connection (port reuse).
+            d = c.side_of(p)
+            S = &c.s[d]
+            if (c.s[0].did_close and c.s[1].did_close) or c.s[0].state == RESET or c.s[1].state == RESET \
+                    or c.s[0].state == CLOSED or c.s[1].state == CLOSED \
+                    or (S.syn_rel >= 0 and S.seq_init and unwrap(S, p.seq) != S.syn_rel):
+                if not (S.syn_rel >= 0 and S.seq_init and unwrap(S, p.seq) == S.syn_rel
+                        and not c.s[1 - d].did_close and c.s[1 - d].state != RESET):
+                    nc = self.new_conn(p)
+                    # unlink the old one: it keeps its row, the 4-tuple now means the new one
+                    if prev is None:
+                        nc.chain = c.chain
+                    else:
+                        prev.chain = c.chain
+                        nc.chain = head
+                    c.chain = None
+                    self.table[key] = nc
+                    return nc
+        return c
+
+    # -- per packet ---------------------------------------------------------------------
+    cdef void set_state(self, Side* S, int st):
+        S.prev_state = S.state
+        S.state = st
+
+    cdef void zeek_state(self, Conn c, int d, bint is_orig, bint syn, bint ack, bint fin,
+                         bint rst, int32_t length):
+        cdef Side* S = &c.s[d]
+        cdef Side* P = &c.s[1 - d]
+        cdef Side* O = &c.s[c.client]
+        cdef int st = S.state
+        if st == INACTIVE:
+            if syn:
+                if is_orig:
+                    self.set_state(S, SYN_ACK_SENT if ack else SYN_SENT)
+                else:
+                    if not ack and P.state == SYN_ACK_SENT:
+                        self.set_state(P, ESTABLISHED)
+                    if P.state == SYN_SENT:
+                        self.set_state(P, ESTABLISHED)
+                    self.set_state(S, ESTABLISHED)
+            if fin:
+                self.set_state(S, CLOSED)
+            if rst:
+                self.set_state(S, RESET)
+            if S.state == INACTIVE:
+                if not is_orig and length == 0 and O.state == SYN_SENT:
+                    pass    # some stacks ack a SYN before answering it
+                elif ack and P.state == ESTABLISHED:
+                    self.set_state(S, ESTABLISHED)
+                else:
+                    self.set_state(S, PARTIAL)
+        elif st == SYN_SENT or st == SYN_ACK_SENT:
+            if fin:
+                self.set_state(S, CLOSED)
+            if rst:
+                self.set_state(S, RESET)
+        elif st == ESTABLISHED or st == PARTIAL:
+            if syn and st == PARTIAL and P.state == INACTIVE and not ack:
+                self.set_state(S, SYN_SENT)
+            if fin and not rst:
+                self.set_state(S, CLOSED)
+                if P.state == RESET and P.prev_state == CLOSED:
+                    self.set_state(P, CLOSED)
+            if rst:
+                self.set_state(S, RESET)
+        elif st == CLOSED:
+            if rst and P.state != CLOSED:
+                self.set_state(S, RESET)
+
+    cdef void gap_event(self, Conn c, int64_t ts, int64_t frame, int code):
+        # A silence on the connection ends here: record it when long enough.
+        if self.gap_floor_ns > 0 and ts - c.mark_ts >= self.gap_floor_ns:
+            if c.gaps is None:
+                c.gaps = []
+            if len(c.gaps) < 10000:
+                c.gaps.append((c.mark_ts, c.mark_frame, ts, frame, code, c.mark_code))
+        c.mark_ts = ts
+        c.mark_frame = frame
+        c.mark_code = code
+
+    cdef void declare_gap(self, Conn c, int d, int64_t upto, bint letter, int64_t ts, int64_t frame):
+        """Bytes [next_rel, upto) of side d were never seen: count them and skip ahead."""
+        cdef Side* S = &c.s[d]
+        cdef int64_t n = upto - S.next_rel
+        if n <= 0:
+            return
+        S.missed += n
+        if letter:
+            S.n_gap += 1
+            if log_step(S.n_gap):
+                hist_add(c, d, b'G')
+        if c.session is not None:
+            if d == c.client:
+                c.session.client_gap(n, ts, frame)
+            else:
+                c.session.server_gap(n, ts, frame)
+        S.next_rel = upto
+        self.drain_islands(c, d)
+
+    cdef void drain_islands(self, Conn c, int d):
+        cdef Side* S = &c.s[d]
+        cdef list isl = c.islands0 if d == 0 else c.islands1
+        cdef int64_t s, e, skip
+        if not isl:
+            return
+        while isl and (<int64_t>isl[0][0]) <= S.next_rel:
+            item = isl.pop(0)
+            s = item[0]
+            e = item[1]
+            c.island_bytes[d] -= e - s
+            if e > S.next_rel:
+                data = item[2]
+                if data is not None:
+                    skip = S.next_rel - s
+                    self.deliver(c, d, data[skip:] if skip else data, item[3], item[4])
+                S.next_rel = e
+
+    cdef void deliver(self, Conn c, int d, bytes data, int64_t ts, int64_t frame):
+        """In-order stream bytes of side d go to the application layer."""
+        if c.proto == 1:
+            if d == c.client:
+                c.session.client_data(data, ts, frame)
+            else:
+                c.session.server_data(data, ts, frame)
+        elif c.proto == 0:
+            self.sniff(c, d, data, ts, frame)
+
+    cdef void sniff(self, Conn c, int d, bytes data, int64_t ts, int64_t frame):
+        if c.heads is None:
+            c.heads = []
+        c.heads.append((d, data, ts, frame))
+        c.head_len[d] += len(data)
+        cdef bytes ch = b"".join([h[1] for h in c.heads if h[0] == c.client])
+        cdef bytes sh = b"".join([h[1] for h in c.heads if h[0] != c.client])
+        if len(ch) < 8 and len(sh) < 8:
+            return
+        proto, sni = self.detect(ch, sh)
+        if proto == "tls" and sni is None and len(ch) >= 5 and len(ch) < HEAD_MAX and \
+                len(ch) < 5 + ((ch[3] << 8) | ch[4]):
+            return      # ClientHello spans segments: wait for the rest
+        if proto == "http":
+            c.proto = 1
+            c.session = self.session_factory()
+            heads = c.heads
+            c.heads = None
+            for hd, hdata, hts, hframe in heads:
+                if hd == c.client:
+                    c.session.client_data(hdata, hts, hframe)
+            for hd, hdata, hts, hframe in heads:
+                if hd != c.client:
+                    c.session.server_data(hdata, hts, hframe)
+            return
+        c.heads = None
+        c.proto = 2 if proto == "tls" else 3
+        c.sni = sni
+
+    cdef bint stream_data(self, Conn c, int d, int64_t s, int64_t e, Pkt* p):
+        """Account payload [s, e) of side d; True when any of it was new.
+
+        Only the captured part [s, s + cap_len) counts as seen: bytes the snap length cut
+        off stay a hole, which becomes a content gap once the receiver acks past it.
+        """
+        cdef Side* S = &c.s[d]
+        cdef list isl
+        cdef int64_t skip
+        cdef int64_t seen_end = s + p.cap_len
+        cdef bint want = c.proto <= 1
+        cdef bytes data
+        cdef int i
+        if e <= S.next_rel:
+            return False
+        if s <= S.next_rel:
+            if seen_end > S.next_rel:
+                skip = S.next_rel - s
+                S.new_bytes += seen_end - S.next_rel
+                S.next_rel = seen_end
+                if want:
+                    data = PyBytes_FromStringAndSize(<char*>p.payload + skip, p.cap_len - skip)
+                    self.deliver(c, d, data, p.ts_ns, p.frame)
+                self.drain_islands(c, d)
+            return True
+        if seen_end <= s:
+            return True
+        # out of order: keep it as an island until the hole before it is filled or declared
+        if d == 0:
+            if c.islands0 is None:
+                c.islands0 = []
+            isl = c.islands0
+        else:
+            if c.islands1 is None:
+                c.islands1 = []
+            isl = c.islands1
+        for item in isl:
+            if (<int64_t>item[0]) <= s and (<int64_t>item[1]) >= seen_end:
+                return False    # already held: a retransmission
+        data = PyBytes_FromStringAndSize(<char*>p.payload, seen_end - s) if want else None
+        i = 0
+        while i < len(isl) and (<int64_t>isl[i][0]) < s:
+            i += 1
+        isl.insert(i, (s, seen_end, data, p.ts_ns, p.frame))
+        c.island_bytes[d] += seen_end - s
+        S.new_bytes += seen_end - s
+        while len(isl) > MAX_ISLANDS or c.island_bytes[d] > MAX_ISLAND_BYTES:
+            self.declare_gap(c, d, isl[0][0], True, p.ts_ns, p.frame)
+        return True
+
+    cdef void on_packet(self, Conn c, Pkt* p):
+        cdef int d = c.side_of(p)
+        cdef int e = 1 - d
+        cdef Side* S = &c.s[d]
+        cdef Side* P = &c.s[e]
+        cdef uint16_t fl = p.flags
+        cdef bint syn = (fl & F_SYN) != 0
+        cdef bint fin = (fl & F_FIN) != 0
+        cdef bint rst = (fl & F_RST) != 0
+        cdef bint ack = (fl & F_ACK) != 0
+        cdef int32_t length = p.tcp_len
+        cdef bint is_orig
+        cdef int64_t rel, rel_ack, seg_len, end, delta, ds, upto
+        cdef int bits, role
+        cdef bint new_data
+
+        # Roles from content, for connections whose handshake was not seen.
+        if not c.roles_final and length > 0 and p.cap_len > 0:
+            role = content_role(p.payload, p.cap_len)
+            if role:
+                if (role == 1) != (c.client == d):
+                    # FlipRoles: endpoint states keep their sides; only orig/resp move.
+                    c.client = 1 - c.client
+                c.roles_final = True
+        is_orig = d == c.client
+
+        S.pkts += 1
+        S.ip_bytes += p.ip_len
+        if not (c.s[0].did_close and c.s[1].did_close):
+            c.last_ts = p.ts_ns
+        c.seen_ts = p.ts_ns
+        c.last_frame = p.frame
+
+        seg_len = length + (1 if syn else 0) + (1 if fin else 0)
+        if rst:
+            seg_len -= length
+
+        # sequence space
+        if not S.seq_init or (syn and S.state != RESET and S.state != CLOSED
+                              and unwrap(S, p.seq) != S.start and S.state != INACTIVE) \
+                or (syn and S.state == RESET and S.prev_state == INACTIVE):
+            S.seq_init = True
+            S.ref_seq = p.seq
+            S.ref_rel = BASE
+            if syn:
+                S.start = BASE
+                S.last_end = BASE + seg_len
+                S.next_rel = BASE + 1
+            else:
+                S.start = BASE - 1
+                S.last_end = BASE
+                S.next_rel = BASE
+            S.ack_max = S.start
+            delta = 0
+        rel = unwrap(S, p.seq)
+        if not rst and rel - S.ref_rel < TOO_LARGE_DELTA * 1024 and rel - S.ref_rel > -TOO_LARGE_DELTA * 1024:
+            S.ref_seq = p.seq
+            S.ref_rel = rel
+        if syn and not ack and S.syn_rel < 0:
+            S.syn_rel = rel
+
+        # history letters (Zeek's rules)
+        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        if bits > 1:
+            if fin and rst:
+                if not S.hflags & H_I:
+                    S.hflags |= H_I
+                    hist_add(c, d, b'I')
+            elif not S.hflags & H_Q:
+                S.hflags |= H_Q
+                hist_add(c, d, b'Q')
+        elif bits == 1:
+            if syn:
+                if not S.hflags & H_SYN or rel != S.h_syn:
+                    hist_add(c, d, b'H' if ack else b'S')
+                S.hflags |= H_SYN
+                S.h_syn = rel
+            if fin:
+                if not S.hflags & H_FIN or rel + length != S.h_fin:
+                    hist_add(c, d, b'F')
+                S.hflags |= H_FIN
+                S.h_fin = rel + length
+            if rst:
+                if not S.hflags & H_RST or rel != S.h_rst:
+                    hist_add(c, d, b'R')
+                S.hflags |= H_RST
+                S.h_rst = rel
+        else:
+            if length:
+                if not S.hflags & H_DATA:
+                    S.hflags |= H_DATA
+                    hist_add(c, d, b'D')
+            elif ack and not S.hflags & H_ACK:
+                S.hflags |= H_ACK
+                hist_add(c, d, b'A')
+
+        if p.win == 0 and not rst and P.state != CLOSED and S.state != RESET:
+            S.n_zero += 1
+            if log_step(S.n_zero):
+                hist_add(c, d, b'W')
+
+        if fin:
+            S.fin_cnt += 1
+            S.fin_pos = rel + (1 if syn else 0) + length
+            if S.fin_frame < 0:
+                S.fin_frame = p.frame
+                S.fin_ts = p.ts_ns
+        if rst and S.rst_frame < 0:
+            S.rst_frame = p.frame
+            S.rst_ts = p.ts_ns
+
+        # acknowledgements of the peer's data
+        rel_ack = -1
+        if ack:
+            if not P.seq_init:
+                P.seq_init = True
+                P.ref_seq = p.ack - 1
+                P.ref_rel = BASE
+                P.start = BASE
+                P.last_end = BASE
+                P.ack_max = BASE
+                P.next_rel = BASE + 1
+            else:
+                rel_ack = unwrap(P, p.ack)
+                if not rst and rel_ack > P.ack_max and not (p.ack == 0 and rel_ack - P.ack_max > TOO_LARGE_DELTA):
+                    P.ack_max = rel_ack
+
+        # Zeek's last_seq rule: retransmissions are segments that don't advance it
+        end = rel + seg_len
+        delta = end - S.last_end
+        if (syn or rst) and (delta > TOO_LARGE_DELTA or delta < -TOO_LARGE_DELTA):
+            pass
+        elif fin and S.last_end == S.start + 1:
+            S.last_end = end
+        elif S.state == RESET:
+            pass
+        elif delta > 0:
+            S.last_end = end
+        elif length > 0:
+            S.n_rxmit += 1
+            if log_step(S.n_rxmit):
+                hist_add(c, d, b'T')
+
+        self.zeek_state(c, d, is_orig, syn, ack, fin, rst, length)
+
+        # closes: the first FIN or RST of the connection is "the close"
+        if fin or rst:
+            if c.close_kind == 0:
+                c.close_kind = 2 if rst else 1
+                c.close_side = d
+                c.close_ts = p.ts_ns
+                c.close_frame = p.frame
+                if c.last_pay_ts >= 0:
+                    c.idle_close_ns = p.ts_ns - c.last_pay_ts
+            if (fin and S.fin_frame == p.frame) or (rst and S.rst_frame == p.frame):
+                if length > 0 and not rst:
+                    pass   # data on the FIN is activity, handled below before the event
+                else:
+                    self.gap_event(c, p.ts_ns, p.frame, (2 if is_orig else 4) + (1 if rst else 0))
+            S.did_close = True
+
+        # payload
+        if length > 0 and not rst:
+            ds = rel + (1 if syn else 0)
+            new_data = self.stream_data(c, d, ds, ds + length, p)
+            if new_data:
+                self.gap_event(c, p.ts_ns, p.frame, 0 if is_orig else 1)
+                if c.close_kind == 0 or (c.close_frame == p.frame):
+                    c.last_pay_ts = p.ts_ns
+                    c.last_pay_frame = p.frame
+                    c.last_pay_side = d
+                    if c.close_frame == p.frame:
+                        c.idle_close_ns = 0
+                else:
+                    c.late_pkts += 1
+                    c.late_bytes += length
+                    if c.late_frame < 0:
+                        c.late_frame = p.frame
+                        c.late_ts = p.ts_ns
+                        c.late_side = d
+                if fin:
+                    self.gap_event(c, p.ts_ns, p.frame, (2 if is_orig else 4))
+
+        # the peer acknowledged bytes we never saw: a content gap
+        if rel_ack >= 0 and P.next_rel < rel_ack:
+            upto = rel_ack
+            if P.fin_cnt and upto > P.fin_pos:
+                upto = P.fin_pos
+            if upto > P.next_rel and upto - P.next_rel < (1 << 34):
+                self.declare_gap(c, 1 - d, upto, not (fin or rst), p.ts_ns, p.frame)
+
+    # -- driving ------------------------------------------------------------------------
+    def run(self, PacketSource src, progress=None):
+        """Consume every packet of `src`. `progress(frames)` is called now and then."""
+        cdef Pkt p
+        cdef Conn c
+        cdef int64_t n = 0
+        cdef int64_t next_sweep = 0
+        while src.next_packet(&p):
+            n += 1
+            if self.capture_first_ts < 0:
+                self.capture_first_ts = p.ts_ns
+            if p.ts_ns > self.capture_last_ts:
+                self.capture_last_ts = p.ts_ns
+            if p.status != PKT_TCP:
+                continue
+            self.tcp_packets += 1
+            c = self.lookup(&p)
+            self.on_packet(c, &p)
+            if n >= next_sweep:
+                next_sweep = n + 65536
+                self.sweep(p.ts_ns, False)
+                if progress is not None:
+                    progress(n)
+        self.packets += n
+
+    def finish(self):
+        """End of capture: retire every connection still held."""
+        self.sweep(self.capture_last_ts, True)
+
+    cdef void sweep(self, int64_t now, bint final):
+        cdef list keep = []
+        cdef Conn c
+        cdef bint done
+        for c in self.open_conns:
+            done = final or (
+                ((c.s[0].did_close and c.s[1].did_close) or c.s[0].state == RESET or c.s[1].state == RESET)
+                and now - c.seen_ts > self.linger_ns)
+            if not done and len(self.open_conns) > self.max_open and now - c.seen_ts > self.linger_ns:
+                done = True
+                self.evicted += 1
+            if done:
+                self.retire(c)
+            else:
+                keep.append(c)
+        self.open_conns = keep
+
+    cdef void retire(self, Conn c):
+        cdef uint64_t key
+        cdef Conn h, prev
+        cdef Pkt fake
+        # unlink from the hash chain
+        fake.af = c.af
+        memcpy(fake.src, c.addr[0], 16)
+        memcpy(fake.dst, c.addr[1], 16)
+        fake.sport = c.port[0]
+        fake.dport = c.port[1]
+        key = self.key_hash(&fake)
+        h = self.table.get(key)
+        if h is c:
+            if c.chain is None:
+                del self.table[key]
+            else:
+                self.table[key] = c.chain
+        elif h is not None:
+            prev = h
+            while prev.chain is not None and prev.chain is not c:
+                prev = prev.chain
+            if prev.chain is c:
+                prev.chain = c.chain
+        c.chain = None
+        c.retired = True
+        self.finalize(c)
+        self.sink(c)
+
+    cdef void finalize(self, Conn c):
+        cdef int d
+        cdef list isl
+        # Out-of-order data never preceded by its missing bytes: the holes are capture loss.
+        for d in range(2):
+            isl = c.islands0 if d == 0 else c.islands1
+            while isl:
+                self.declare_gap(c, d, isl[0][0], False, c.seen_ts, c.last_frame)
+        if c.proto == 0 and c.heads:
+            # too little data to be sure: decide on what there is
+            heads = c.heads
+            ch = b"".join([h[1] for h in heads if h[0] == c.client])
+            sh = b"".join([h[1] for h in heads if h[0] != c.client])
+            proto, sni = self.detect(ch, sh)
+            if proto == "http":
+                c.proto = 0
+                self.sniff_force_http(c)
+            else:
+                c.proto = 2 if proto == "tls" else 3
+                c.sni = sni
+            c.heads = None
+        if not c.roles_final and not c.roles_syn:
+            pass
+        # a connection never closed: its last silence runs to the end of the capture
+        if c.close_kind == 0 and self.gap_floor_ns > 0 and self.capture_last_ts - c.mark_ts >= self.gap_floor_ns:
+            if c.gaps is None:
+                c.gaps = []
+            c.gaps.append((c.mark_ts, c.mark_frame, self.capture_last_ts, -1, 6, c.mark_code))
+
+    cdef void sniff_force_http(self, Conn c):
+        c.proto = 1
+        c.session = self.session_factory()
+        heads = c.heads
+        for hd, hdata, hts, hframe in heads:
+            if hd == c.client:
+                c.session.client_data(hdata, hts, hframe)
+        for hd, hdata, hts, hframe in heads:
+            if hd != c.client:
+                c.session.server_data(hdata, hts, hframe)
+
+
+# -- reading a retired connection (Python level, once per connection) -------------------
+
+_STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET")
+
+
+def conn_row(Conn c):
+    """Everything the tables need from a retired connection, as plain Python values."""
+    cdef int cl = c.client
+    cdef int sv = 1 - cl
+    cdef Side* O = &c.s[cl]
+    cdef Side* R = &c.s[sv]
+    cdef int64_t osize, rsize
+    hist = bytearray()
+    if cl != 0:
+        hist.append(ord("^"))
+    for b in c.hist:
+        ch = b & 0x7F
+        side = 1 if b & 0x80 else 0
+        if side != cl:
+            ch = ch + 32 if 65 <= ch <= 90 else ch
+        hist.append(ch)
+    osize = endpoint_size(O, R)
+    rsize = endpoint_size(R, O)
+    return {
+        "conn_id": c.conn_id,
+        "af": c.af,
+        "client_addr": bytes(c.addr[cl][:4 if c.af == 4 else 16]),
+        "server_addr": bytes(c.addr[sv][:4 if c.af == 4 else 16]),
+        "client_port": c.port[cl],
+        "server_port": c.port[sv],
+        "roles_from": "syn" if c.roles_syn else "heuristic",
+        "start": c.first_ts,
+        "end": c.last_ts,
+        "seen_end": c.seen_ts,
+        "client_pkts": O.pkts,
+        "server_pkts": R.pkts,
+        "client_bytes": osize,
+        "server_bytes": rsize,
+        "client_ip_bytes": O.ip_bytes,
+        "server_ip_bytes": R.ip_bytes,
+        "state": conn_state(O, R, hist.decode("ascii"), osize, rsize),
+        "history": hist.decode("ascii"),
+        "closed_by": None if c.close_kind == 0 else ("client" if c.close_side == cl else "server"),
+        "close_kind": None if c.close_kind == 0 else ("FIN" if c.close_kind == 1 else "RST"),
+        "close_ts": c.close_ts if c.close_kind else None,
+        "close_frame": c.close_frame if c.close_kind else None,
+        "idle_close_ns": c.idle_close_ns if (c.close_kind and c.idle_close_ns >= 0) else None,
+        "last_payload_ts": c.last_pay_ts if c.last_pay_ts >= 0 else None,
+        "last_payload_frame": c.last_pay_frame if c.last_pay_frame >= 0 else None,
+        "last_payload_by": None if c.last_pay_side < 0 else ("client" if c.last_pay_side == cl else "server"),
+        "retransmits": O.n_rxmit + R.n_rxmit,
+        "missed_bytes": O.missed + R.missed,
+        "gap_count": (O.n_gap + R.n_gap),
+        "first_frame": c.first_frame,
+        "last_frame": c.last_frame,
+        "client_fin_ts": O.fin_ts if O.fin_frame >= 0 else None,
+        "client_fin_frame": O.fin_frame if O.fin_frame >= 0 else None,
+        "server_fin_ts": R.fin_ts if R.fin_frame >= 0 else None,
+        "server_fin_frame": R.fin_frame if R.fin_frame >= 0 else None,
+        "client_rst_ts": O.rst_ts if O.rst_frame >= 0 else None,
+        "client_rst_frame": O.rst_frame if O.rst_frame >= 0 else None,
+        "server_rst_ts": R.rst_ts if R.rst_frame >= 0 else None,
+        "server_rst_frame": R.rst_frame if R.rst_frame >= 0 else None,
+        "data_after_close_pkts": c.late_pkts,
+        "data_after_close_bytes": c.late_bytes,
+        "data_after_close_frame": c.late_frame if c.late_frame >= 0 else None,
+        "data_after_close_ts": c.late_ts if c.late_frame >= 0 else None,
+        "data_after_close_by": None if c.late_side < 0 else ("client" if c.late_side == cl else "server"),
+        "protocol": ("unknown", "http", "tls", "unknown")[c.proto],
+        "sni": c.sni,
+        "session": c.session,
+        "raw_gaps": c.gaps or [],
+        "client_state": _STATE_NAMES[O.state],
+        "server_state": _STATE_NAMES[R.state],
+    }
+
+
+cdef int64_t endpoint_size(Side* S, Side* P):
+    cdef int64_t top, size
+    if not S.seq_init:
+        return 0
+    # A SYN answered by nothing but its own RST is a scan: nothing was sent.
+    if S.prev_state == SYN_SENT and S.state == RESET and P.state == INACTIVE and S.ack_max <= S.start + 1:
+        return 0
+    top = S.last_end if S.last_end > S.ack_max else S.ack_max
+    size = top - S.start
+    if size > 0:
+        size -= 1
+    if S.fin_cnt > 0 and size > 0:
+        size -= 1
+    return size
+
+
+cdef str conn_state(Side* O, Side* R, str history, int64_t osize, int64_t rsize):
+    cdef int os = O.state
+    cdef int rs = R.state
+    cdef bint o_inactive = os == INACTIVE or os == PARTIAL
+    cdef bint r_inactive = rs == INACTIVE or rs == PARTIAL
+    if rs == RESET:
+        if os == SYN_SENT or os == SYN_ACK_SENT or (os == RESET and osize == 0 and rsize == 0):
+            return "REJ"
+        if o_inactive:
+            return "RSTRH"
+        return "RSTR"
+    if os == RESET:
+        if r_inactive:
+            h = history[1:] if history.startswith("^") else history
+            if h.startswith("S"):
+                for ch in h[1:]:
+                    if ch in "HAFGIQ":
+                        break
+                    if ch == "R":
+                        return "RSTOS0"
+            return "OTH"
+        return "RSTO"
+    if rs == CLOSED and os == CLOSED:
+        return "SF"
+    if os == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"

@@ -1,0 +1,51 @@
+"""Read the Zeek reference set in ../shared/conformance/zeek (never copied into the repo)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ZEEK_DIR = Path(os.environ.get(
+    "SOCKSCOPE_ZEEK_CONFORMANCE", Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"))
+
+
+def require_zeek_dir() -> Path:
+    if not ZEEK_DIR.is_dir():
+        pytest.skip(f"Zeek conformance set not found at {ZEEK_DIR} (set SOCKSCOPE_ZEEK_CONFORMANCE)")
+    return ZEEK_DIR
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    """Rows of a Zeek ASCII log or a zeek-cut file, as dicts of strings."""
+    lines = path.read_text().splitlines()
+    lines = [ln for ln in lines if not ln.startswith("### ")]
+    fields: list[str] | None = None
+    rows = []
+    for ln in lines:
+        if ln.startswith("#fields"):
+            fields = ln.split("\t")[1:]
+            continue
+        if ln.startswith("#") or not ln.strip():
+            continue
+        if fields is None:
+            fields = ln.split("\t")
+            continue
+        rows.append(dict(zip(fields, ln.split("\t"))))
+    return rows
+
+
+def cases() -> list[tuple[str, Path]]:
+    if not ZEEK_DIR.is_dir():
+        return []
+    return [(p.name, p) for p in sorted(ZEEK_DIR.iterdir()) if (p / "case.json").exists()]
+
+
+def case_info(case_dir: Path) -> dict:
+    return json.loads((case_dir / "case.json").read_text())
+
+
+def traces(case_dir: Path) -> list[Path]:
+    return [case_dir / t for t in case_info(case_dir)["traces"]]
