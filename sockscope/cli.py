@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import click
 import pandas as pd
+from rich.markup import escape
 
 from sockscope import output
 from sockscope.errors import SockscopeError
@@ -95,7 +96,7 @@ def _facts_header(cap) -> str:
     if cap.start is not None:
         span = f"{_t(cap.start, True)} → {_t(cap.end, True)} UTC ({(cap.end - cap.start).total_seconds():.3f} s)"
     lines = [
-        f"[bold]{cap.source}[/bold]: {f.get('format')} · link types {lt} · {f.get('packets', 0):,} packets "
+        f"[bold]{escape(cap.source)}[/bold]: {f.get('format')} · link types {lt} · {f.get('packets', 0):,} packets "
         f"({f.get('tcp_packets', 0):,} TCP) · {len(cap.connections)} connections · {len(cap.requests)} requests",
         f"span {span}",
     ]
@@ -160,7 +161,7 @@ def summary(capture: str, as_json: bool, as_csv: bool, engine: str, tls_keylog: 
         color = "red" if (not pd.isna(r.closed_by) and r.closed_by == "client" and r.unanswered) else None
         reqs = "-" if r.protocol != "http" else (f"{r.requests}" + (f" ({r.unanswered} unanswered)" if r.unanswered else ""))
         if r.protocol == "tls":
-            reqs = "tls" + (f" {r.sni}" if not pd.isna(r.sni) else "")
+            reqs = "tls" + (f" {escape(str(r.sni))}" if not pd.isna(r.sni) else "")
         t.add_row(str(r.conn_id), f"{r.client_ip}:{r.client_port} → {r.server_ip}:{r.server_port}"
                   + ("" if r.roles_from == "syn" else " (?)"),
                   _t(r.start), _s(r.duration_s), f"{r.client_pkts}/{r.server_pkts}",
@@ -219,8 +220,8 @@ def requests(capture: str, conn_ids: tuple[int, ...], as_json: bool, as_csv: boo
             outcome = str(r.outcome) + ("" if pd.isna(r.ended_by) else f" ({r.ended_by})")
             style = "red" if r.outcome != "complete" else None
             t.add_row(str(r.index), _t(r.request_start), gap,
-                      f"{'' if pd.isna(r.method) else r.method} {'' if pd.isna(r.uri) else r.uri}",
-                      "-" if pd.isna(r.user_agent) else str(r.user_agent),
+                      escape(f"{'' if pd.isna(r.method) else r.method} {'' if pd.isna(r.uri) else r.uri}"),
+                      "-" if pd.isna(r.user_agent) else escape(str(r.user_agent)),
                       "-" if pd.isna(r.status) else str(r.status), _s(r.ttfb_s),
                       f"[{style}]{outcome}[/{style}]" if style else outcome)
         con.print(t)

@@ -1,0 +1,387 @@
+"""Diagnosis: who closed each connection, after how much silence, with what outstanding.
+
+Consumes the ``connections``, ``requests`` and ``gaps`` tables (nothing below them).
+Produces :class:`Finding` objects and the ``findings`` table, plus inferred timeouts.
+
+Theory of operation
+-------------------
+1. *Close attribution* (per connection): the first FIN/RST's side and kind, the silence
+   before it (``idle_before_close_s``, from the tracker), and whether a request was
+   outstanding: an HTTP request fully sent before the close whose response had not
+   finished; for TLS/unknown payloads (no framing visible) the last payload came from the
+   client -- a TCP-level verdict, said so in the evidence.
+2. *Timeout inference*: closes by the same side, after >= ``MIN_TIMER_S`` of silence, with
+   a request outstanding, are clustered by idle time (single linkage, gap <= max(5 ms,
+   0.2 %)). A cluster is a timer: its value is the cluster's minimum (a timer fires at T
+   after the last activity; scheduling only adds delay), with count, spread, min/max, and
+   whether it is a round number of milliseconds. Nothing assumes 5 s.
+3. *Findings*: the vocabulary of DESIGN.md; every finding carries frames and times and a
+   Wireshark display filter that shows exactly the packets behind it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import pandas as pd
+
+from sockscope import schema
+
+MIN_TIMER_S = 0.5          # closes quicker than this after the last byte are not idle timers
+CLUSTER_ABS_S = 0.005
+CLUSTER_REL = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutCluster:
+    """A tight group of closes by one side after the same silence: a configured timer."""
+
+    side: str                 # 'client' | 'server'
+    outstanding: bool         # closes with a request waiting (a killer) or idle keep-alive closes
+    timeout_s: float          # the inferred timer (cluster minimum)
+    count: int
+    min_s: float
+    max_s: float
+    spread_s: float
+    round_ms: bool            # the value is a round number of milliseconds (e.g. 5000 ms)
+    conn_ids: tuple[int, ...]
+
+    @property
+    def confidence(self) -> str:
+        return "high" if self.count >= 3 else ("medium" if self.count == 2 else "low")
+
+    def describe(self) -> str:
+        t = _fmt_timer(self.timeout_s)
+        what = "inactivity timeout" if self.outstanding else "keep-alive idle timeout"
+        return f"a {self.side}-side {t} {what}"
+
+
+@dataclass(slots=True)
+class Finding:
+    """One diagnosis with the evidence behind it."""
+
+    kind: str
+    severity: str
+    conn_id: int | None
+    request_index: int | None
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    display_filter: str = ""
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt_timer(t: float) -> str:
+    ms = round(t * 1000)
+    if ms % 1000 == 0:
+        return f"{ms // 1000} s"
+    if ms >= 1000:
+        return f"{t:.3f} s"
+    return f"{ms} ms"
+
+
+def _is_round(t: float) -> bool:
+    ms = t * 1000
+    for unit in (1000, 500, 250, 100):
+        if abs(ms - round(ms / unit) * unit) <= max(2.0, ms * 0.0005):
+            return True
+    return False
+
+
+_ID_SEGMENT = re.compile(
+    r"^(\d+|[0-9a-fA-F-]{8,}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[A-Za-z]*[_-]?(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{8,})$")
+
+
+def path_template(uri: str | None) -> str:
+    """``/files/sess_8f3a1c2e9d?detail=full`` -> ``/files/{id}``: ids, numbers, uuids collapsed."""
+    if uri is None or (isinstance(uri, float)) or uri is pd.NA:
+        return "?"
+    path = str(uri).split("?", 1)[0].split("#", 1)[0]
+    if path.startswith("http://") or path.startswith("https://"):
+        path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else "/"
+    segs = [("{id}" if seg and _ID_SEGMENT.match(seg) else seg) for seg in path.split("/")]
+    return "/".join(segs) or "/"
+
+
+def request_type(method: Any, uri: Any) -> str:
+    m = "-" if method is None or method is pd.NA or (isinstance(method, float)) else str(method)
+    return f"{m} {path_template(uri)}"
+
+
+# -- close attribution --------------------------------------------------------------------
+
+@dataclass(slots=True)
+class CloseInfo:
+    conn_id: int
+    closer: str | None
+    kind: str | None
+    idle_s: float | None
+    outstanding: list[int]          # request indexes waiting at the close
+    level: str                      # 'http' | 'tcp'
+
+
+def _na(v: Any) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
+def close_attribution(connections: pd.DataFrame, requests: pd.DataFrame) -> dict[int, CloseInfo]:
+    by_conn = {cid: grp for cid, grp in requests.groupby("conn_id", sort=False)} if len(requests) else {}
+    out: dict[int, CloseInfo] = {}
+    for c in connections.itertuples(index=False):
+        closer = None if _na(c.closed_by) else str(c.closed_by)
+        kind = None if _na(c.close_kind) else str(c.close_kind)
+        idle = None if _na(c.idle_before_close_s) else float(c.idle_before_close_s)
+        outstanding: list[int] = []
+        level = "http"
+        reqs = by_conn.get(c.conn_id)
+        if closer is not None and reqs is not None and len(reqs):
+            for r in reqs.itertuples(index=False):
+                if r.outcome == "no_request" or _na(r.request_end):
+                    continue
+                if r.request_end <= c.close_ts and (_na(r.response_end) or r.response_end > c.close_ts):
+                    outstanding.append(int(r.index))
+        elif closer is not None and str(c.protocol) != "http":
+            level = "tcp"
+            if not _na(c.last_payload_by) and str(c.last_payload_by) == "client":
+                outstanding.append(0)   # the client spoke last: something is awaited (TCP-level)
+        out[int(c.conn_id)] = CloseInfo(int(c.conn_id), closer, kind, idle, outstanding, level)
+    return out
+
+
+def infer_timeouts(closes: Iterable[CloseInfo]) -> list[TimeoutCluster]:
+    """Cluster idle-before-close values per (closer side, outstanding)."""
+    groups: dict[tuple[str, bool], list[tuple[float, int]]] = {}
+    for ci in closes:
+        if ci.closer is None or ci.idle_s is None or ci.idle_s < MIN_TIMER_S:
+            continue
+        groups.setdefault((ci.closer, bool(ci.outstanding)), []).append((ci.idle_s, ci.conn_id))
+    clusters: list[TimeoutCluster] = []
+    for (side, outst), vals in groups.items():
+        vals.sort()
+        cur = [vals[0]]
+        runs = []
+        for v in vals[1:]:
+            if v[0] - cur[-1][0] <= max(CLUSTER_ABS_S, CLUSTER_REL * v[0]):
+                cur.append(v)
+            else:
+                runs.append(cur)
+                cur = [v]
+        runs.append(cur)
+        for run in runs:
+            xs = [x for x, _ in run]
+            t = min(xs)
+            clusters.append(TimeoutCluster(side, outst, t, len(run), min(xs), max(xs), max(xs) - min(xs),
+                                           _is_round(t), tuple(sorted(cid for _, cid in run))))
+    clusters.sort(key=lambda k: (-k.count, k.side, k.timeout_s))
+    return clusters
+
+
+# -- findings -----------------------------------------------------------------------------
+
+def _filter(conn_id: int, frames: Iterable[Any]) -> str:
+    fs = sorted({int(f) for f in frames if not _na(f)})
+    base = f"tcp.stream eq {conn_id}"
+    return base if not fs else f"{base} && frame.number in {{{' '.join(map(str, fs))}}}"
+
+
+def _ts(v: Any) -> str | None:
+    return None if _na(v) else pd.Timestamp(v).isoformat()
+
+
+def _hms(v: Any) -> str:
+    return "-" if _na(v) else pd.Timestamp(v).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _req_chain(reqs: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if reqs is None:
+        return []
+    chain = []
+    for r in reqs.itertuples(index=False):
+        chain.append({
+            "index": int(r.index), "method": None if _na(r.method) else str(r.method),
+            "uri": None if _na(r.uri) else str(r.uri),
+            "user_agent": None if _na(r.user_agent) else str(r.user_agent),
+            "status": None if _na(r.status) else int(r.status), "outcome": str(r.outcome),
+            "sent": _ts(r.request_start), "first_frame": None if _na(r.first_frame) else int(r.first_frame),
+            "request_last_frame": None if _na(r.request_last_frame) else int(r.request_last_frame)
+            if "request_last_frame" in reqs.columns else None,
+        })
+    return chain
+
+
+def diagnose(cap: Any) -> list[Finding]:
+    """All findings for a capture (an object with connections/requests/gaps tables)."""
+    conns: pd.DataFrame = cap.connections
+    reqs: pd.DataFrame = cap.requests
+    closes = close_attribution(conns, reqs)
+    clusters = infer_timeouts(closes.values())
+    by_conn = {cid: grp for cid, grp in reqs.groupby("conn_id", sort=False)} if len(reqs) else {}
+    cluster_of: dict[tuple[int, bool], TimeoutCluster] = {}
+    for k in clusters:
+        for cid in k.conn_ids:
+            cluster_of[(cid, k.outstanding)] = k
+    findings: list[Finding] = []
+    for c in conns.itertuples(index=False):
+        cid = int(c.conn_id)
+        ci = closes[cid]
+        r = by_conn.get(cid)
+        chain = _req_chain(r)
+        client = f"{c.client_ip}:{c.client_port}"
+        server = f"{c.server_ip}:{c.server_port}"
+        if ci.closer is not None:
+            base_ev = {
+                "closer": ci.closer, "close_kind": ci.kind, "close_frame": int(c.close_frame),
+                "close_ts": _ts(c.close_ts), "idle_s": ci.idle_s,
+                "last_payload_frame": None if _na(c.last_payload_frame) else int(c.last_payload_frame),
+                "last_payload_ts": _ts(c.last_payload_ts),
+                "last_payload_by": None if _na(c.last_payload_by) else str(c.last_payload_by),
+                "level": ci.level, "client": client, "server": server, "requests": chain,
+            }
+            reaction = _reaction(c)
+            base_ev["reaction"] = reaction
+            frames = [c.close_frame, c.last_payload_frame, *reaction["frames"]]
+            waiting = [x for x in chain if x["index"] in ci.outstanding]
+            for w in waiting:
+                frames.append(w["first_frame"])
+                frames.append(w.get("request_last_frame"))
+            if ci.outstanding:
+                k = cluster_of.get((cid, True))
+                idle_ok = ci.idle_s is not None and ci.idle_s >= MIN_TIMER_S
+                timer = idle_ok and k is not None and (k.count >= 2 or k.round_ms)
+                what = _waiting_text(waiting, ci)
+                if ci.closer == "client" and timer:
+                    assert k is not None
+                    ev = dict(base_ev, inferred_timeout_s=k.timeout_s, timeout_cluster_size=k.count,
+                              timeout_cluster_min_s=k.min_s, timeout_cluster_max_s=k.max_s,
+                              timeout_confidence=k.confidence, timeout_round_ms=k.round_ms,
+                              same_pattern_conn_ids=list(k.conn_ids))
+                    same = (f"{k.count} connection{'s' if k.count != 1 else ''} closed the same way after "
+                            f"{k.min_s:.3f}–{k.max_s:.3f} s: {k.describe()}") if k.count > 1 else \
+                        f"a single occurrence, consistent with {k.describe()} (low confidence)"
+                    summary = (f"client {client} closed the connection ({ci.kind}, frame {int(c.close_frame)}) "
+                               f"{ci.idle_s:.3f} s after the last byte while {what}; {same}")
+                    if ci.level == "tcp":
+                        summary += " (TCP-level verdict: the payload is not readable HTTP)"
+                    findings.append(Finding("client_idle_timeout", "error", cid,
+                                            waiting[0]["index"] if waiting else None, summary, ev,
+                                            _filter(cid, frames)))
+                elif ci.closer == "client":
+                    findings.append(Finding(
+                        "client_abort", "warning", cid, waiting[0]["index"] if waiting else None,
+                        f"client {client} closed the connection ({ci.kind}, frame {int(c.close_frame)}) "
+                        f"{_idle_text(ci.idle_s)} while {what}, with no timer pattern", base_ev,
+                        _filter(cid, frames)))
+                else:
+                    ev = dict(base_ev)
+                    if k is not None:
+                        ev.update(inferred_timeout_s=k.timeout_s, timeout_cluster_size=k.count)
+                    findings.append(Finding(
+                        "server_abort", "error", cid, waiting[0]["index"] if waiting else None,
+                        f"server {server} closed the connection ({ci.kind}, frame {int(c.close_frame)}) "
+                        f"{_idle_text(ci.idle_s)} while {what}", ev, _filter(cid, frames)))
+            elif ci.closer == "server" and ci.idle_s is not None and ci.idle_s >= MIN_TIMER_S:
+                k = cluster_of.get((cid, False))
+                ev = dict(base_ev)
+                extra = ""
+                if k is not None:
+                    ev.update(inferred_timeout_s=k.timeout_s, timeout_cluster_size=k.count)
+                    if k.count > 1:
+                        extra = f"; {k.count} idle connections closed by the server after {k.min_s:.3f}–{k.max_s:.3f} s ({k.describe()})"
+                findings.append(Finding(
+                    "server_idle_close", "info", cid, None,
+                    f"server {server} closed an idle keep-alive connection from {client} ({ci.kind}, frame "
+                    f"{int(c.close_frame)}) after {ci.idle_s:.3f} s with nothing outstanding{extra}", ev,
+                    _filter(cid, frames)))
+        # data after the client's close
+        if ci.closer == "client" and not _na(c.data_after_close_by) and str(c.data_after_close_by) == "server":
+            rst = None if _na(c.client_rst_frame) else int(c.client_rst_frame)
+            late_s = (c.data_after_close_ts - c.close_ts).total_seconds()
+            ev = {"close_frame": int(c.close_frame), "close_ts": _ts(c.close_ts),
+                  "late_data_frame": int(c.data_after_close_frame), "late_data_ts": _ts(c.data_after_close_ts),
+                  "late_after_close_s": late_s, "late_bytes": int(c.data_after_close_bytes),
+                  "client_rst_frame": rst, "client_rst_ts": _ts(c.client_rst_ts), "requests": chain}
+            tail = f"; the client's kernel answered RST (frame {rst})" if rst is not None else ""
+            findings.append(Finding(
+                "response_after_close", "warning", cid, None,
+                f"server {server} sent {int(c.data_after_close_bytes)} bytes (frame {int(c.data_after_close_frame)}) "
+                f"{late_s:.3f} s after the client closed the connection (frame {int(c.close_frame)}): "
+                f"the answer was dropped{tail}", ev,
+                _filter(cid, [c.close_frame, c.data_after_close_frame, rst])))
+        # a request sent on a connection the server had already closed (or was closing)
+        if r is not None and not _na(c.server_fin_ts):
+            for x in r.itertuples(index=False):
+                if x.outcome in ("complete", "no_request") or _na(x.request_start):
+                    continue
+                if x.request_start >= c.server_fin_ts or \
+                        (not _na(c.server_fin_ts) and (c.server_fin_ts - x.request_start).total_seconds() < 0.001
+                         and _na(x.response_start)):
+                    ev = {"request_index": int(x.index), "request_frame": int(x.first_frame),
+                          "request_ts": _ts(x.request_start), "server_fin_frame": int(c.server_fin_frame),
+                          "server_fin_ts": _ts(c.server_fin_ts), "requests": chain}
+                    findings.append(Finding(
+                        "stale_reuse", "error", cid, int(x.index),
+                        f"client {client} sent {x.method} {x.uri} (frame {int(x.first_frame)}) on a connection "
+                        f"the server had already closed (server FIN, frame {int(c.server_fin_frame)}): the request failed",
+                        ev, _filter(cid, [x.first_frame, c.server_fin_frame])))
+                    break
+        # reuse by different clients on one socket
+        if r is not None and len(r) >= 2:
+            uas = [u for u in r["user_agent"].dropna().astype(str).tolist()]
+            distinct = list(dict.fromkeys(uas))
+            if len(distinct) >= 2:
+                steps = " → ".join(f"{x['method']} {x['uri']} ({x['user_agent']})" for x in chain if x["method"])
+                findings.append(Finding(
+                    "connection_reuse", "info", cid, None,
+                    f"{len(chain)} requests from {len(distinct)} different clients reused one socket "
+                    f"({client}): {steps}", {"client": client, "user_agents": distinct, "requests": chain},
+                    _filter(cid, [x["first_frame"] for x in chain])))
+    return findings
+
+
+def _reaction(c: Any) -> dict[str, Any]:
+    """What the other side did after the close."""
+    other = "server" if str(c.closed_by) == "client" else "client"
+    out: dict[str, Any] = {"frames": []}
+    for kind in ("fin", "rst"):
+        fr = getattr(c, f"{other}_{kind}_frame")
+        ts = getattr(c, f"{other}_{kind}_ts")
+        if not _na(fr):
+            out[f"{other}_{kind}_frame"] = int(fr)
+            out[f"{other}_{kind}_after_s"] = (ts - c.close_ts).total_seconds()
+            out["frames"].append(int(fr))
+    if not _na(c.data_after_close_frame):
+        out["data_after_close_frame"] = int(c.data_after_close_frame)
+        out["data_after_close_by"] = str(c.data_after_close_by)
+        out["frames"].append(int(c.data_after_close_frame))
+    closer_rst = getattr(c, f"{c.closed_by}_rst_frame")
+    if str(c.close_kind) == "FIN" and not _na(closer_rst):
+        out[f"{c.closed_by}_rst_frame"] = int(closer_rst)
+        out["frames"].append(int(closer_rst))
+    return out
+
+
+def _idle_text(idle: float | None) -> str:
+    return "with no payload before it" if idle is None else f"{idle:.3f} s after the last byte"
+
+
+def _waiting_text(waiting: list[dict[str, Any]], ci: CloseInfo) -> str:
+    if ci.level == "tcp":
+        return "the client's last data had no answer"
+    if not waiting:
+        return "a request was outstanding"
+    w = waiting[0]
+    more = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
+    return (f"{w['method']} {w['uri']} (request {w['index']}, sent {_hms(w['sent'])}) had no "
+            f"{'complete ' if w['outcome'] == 'partial_response' else ''}response{more}")
+
+
+def findings_table(cap: Any) -> pd.DataFrame:
+    return schema.frame_from_records([f.as_row() for f in diagnose(cap)], schema.FINDING_COLUMNS)
+
+
+__all__ = ["Finding", "TimeoutCluster", "CloseInfo", "close_attribution", "diagnose", "findings_table",
+           "infer_timeouts", "path_template", "request_type"]
