@@ -6,6 +6,10 @@ from setuptools import Extension, setup
 extensions = [
     Extension("sockscope.capture._source", ["sockscope/capture/_source.pyx"]),
     Extension("sockscope.tcp._tracker", ["sockscope/tcp/_tracker.pyx"]),
+    # The HTTP framer is plain Python (readable, tested as such); compiling the same source
+    # removes interpreter overhead from the per-segment path.
+    Extension("sockscope.http.session", ["sockscope/http/session.py"]),
+    Extension("sockscope.http._grammar", ["sockscope/http/_grammar.py"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}, quiet=True))

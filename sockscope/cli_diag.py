@@ -39,7 +39,7 @@ def _verdict(kind: str, rows: pd.DataFrame, cap) -> str:
         level = " (TCP-level: payload not readable as HTTP)" if ev.get("level") == "tcp" else ""
         return (f"The CLIENT destroyed {n} connection(s) after {lo:.3f}–{hi:.3f} s without a byte in either "
                 f"direction while a request was waiting for its answer{level}. Inferred timer: "
-                f"{t:.3f} s ({ev.get('timeout_confidence')} confidence, {ev.get('timeout_cluster_size')} "
+                f"{t:g} s, measured {ev.get('measured_timeout_s'):.4f} s ({ev.get('timeout_confidence')} confidence, {ev.get('timeout_cluster_size')} "
                 f"close(s){', a round number: a configured timeout' if ev.get('timeout_round_ms') else ''}). "
                 f"The server never got the chance to answer" + (f" {', '.join(reqs)}" if reqs else "") + ".")
     if kind == "response_after_close":
@@ -251,7 +251,8 @@ def _profile(cap) -> dict[str, Any]:
                                          .str.contains("close").fillna(False).sum()),
         }
     closes = close_attribution(cap.connections, cap.requests)
-    timers = [{"side": k.side, "outstanding": k.outstanding, "timeout_s": k.timeout_s, "count": k.count}
+    timers = [{"side": k.side, "outstanding": k.outstanding, "timeout_s": k.timer_s,
+               "measured_s": k.timeout_s, "count": k.count}
               for k in infer_timeouts(closes.values())]
     return {"connections": int(len(cap.connections)), "requests": int(len(reqs)),
             "findings": {str(k): int(v) for k, v in f["kind"].astype(str).value_counts().items()},

@@ -22,7 +22,8 @@ import pandas as pd
 from sockscope import schema
 from sockscope.capture import open_source
 from sockscope.http import HttpSession, detect
-from sockscope.tcp._tracker import GAP_ENDED_BY, Tracker, conn_row
+from sockscope.tcp._tracker import (GAP_ENDED_BY, PROTOCOL_CODES, STATE_CODES, _STATE_NAMES, RowStore,
+                                    Tracker)
 
 NA = -(2**63)
 
@@ -132,21 +133,34 @@ class EngineResult:
     anomalies: pd.DataFrame | None = None
 
 
+_CLOSE_EVENTS = ("client_fin", "server_fin", "client_rst", "server_rst")
+
+_EX_ATTRS = (
+    "index", "method", "uri", "host", "user_agent", "version", "status", "reason", "info_code",
+    "request_start_ns", "request_end_ns", "response_start_ns", "response_end_ns", "request_body_len",
+    "response_body_len", "response_body_decoded_len", "req_content_type", "resp_content_type",
+    "req_connection", "resp_connection", "resp_keep_alive", "first_frame", "last_frame", "resp_version",
+    "request_first_frame", "request_last_frame", "response_first_frame", "response_last_frame",
+)
+
+
 class _Sink:
+    """Receives, per retired connection that had HTTP or silences, its exchanges and gaps."""
+
     def __init__(self) -> None:
-        self.conns = _Columns(_CONN_FIELDS)
-        self.reqs = _Columns(_REQ_FIELDS)
+        self.exchanges: list[Any] = []
+        self.ex_conn: list[int] = []
+        self.ex_outcome: list[str] = []
+        self.ex_ended: list[str | None] = []
         self.gaps = _Columns(_GAP_FIELDS)
         self.violations: dict[str, list[int]] = {}
 
-    def __call__(self, conn) -> None:
-        row = conn_row(conn)
-        row["client_ip"] = _ip(row["client_addr"])
-        row["server_ip"] = _ip(row["server_addr"])
-        session = row["session"]
+    def __call__(self, conn_id: int, session, raw_gaps, proto: int, closes) -> tuple[int, int]:
         exchanges = session.finish() if session is not None else []
         n_req = unanswered = 0
         req_spans: list[tuple[int, int | None]] = []
+        events = sorted((ts, 0 if "rst" in name else 1, name) for ts, name in zip(closes, _CLOSE_EVENTS)
+                        if ts is not None)
         for ex in exchanges:
             if ex.no_request:
                 outcome = "no_request"
@@ -156,53 +170,101 @@ class _Sink:
                 outcome = "partial_response"
             else:
                 outcome = "no_response"
+            ended = None
             if not ex.no_request:
                 n_req += 1
                 if outcome != "complete":
                     unanswered += 1
                 if ex.request_end_ns is not None:
                     req_spans.append((ex.request_end_ns, ex.response_start_ns))
-            self.reqs.append({
-                "conn_id": row["conn_id"], "index": ex.index, "method": ex.method, "uri": ex.uri,
-                "host": ex.host, "user_agent": ex.user_agent, "version": ex.version,
-                "status": ex.status, "reason": ex.reason, "info_code": ex.info_code,
-                "request_start": ex.request_start_ns, "request_end": ex.request_end_ns,
-                "response_start": ex.response_start_ns, "response_end": ex.response_end_ns,
-                "request_body_len": ex.request_body_len, "response_body_len": ex.response_body_len,
-                "response_body_decoded_len": ex.response_body_decoded_len,
-                "req_content_type": ex.req_content_type, "resp_content_type": ex.resp_content_type,
-                "req_connection": ex.req_connection, "resp_connection": ex.resp_connection,
-                "resp_keep_alive": ex.resp_keep_alive, "outcome": outcome,
-                "ended_by": None if outcome == "complete" else _ended_by(
-                    row, ex.request_start_ns if ex.request_start_ns is not None else ex.response_start_ns),
-                "first_frame": ex.first_frame, "last_frame": ex.last_frame,
-                "resp_version": ex.resp_version,
-                "request_first_frame": ex.request_first_frame, "request_last_frame": ex.request_last_frame,
-                "response_first_frame": ex.response_first_frame,
-                "response_last_frame": ex.response_last_frame,
-            })
+            if outcome != "complete":
+                # the first close at or after the request began, else the end of the capture
+                after = ex.request_start_ns if ex.request_start_ns is not None else ex.response_start_ns
+                ended = next((name for ts, _, name in events if after is None or ts >= after), "capture_end")
+            self.exchanges.append(ex)
+            self.ex_conn.append(conn_id)
+            self.ex_outcome.append(outcome)
+            self.ex_ended.append(ended)
         if session is not None:
             for kind, frame in session.violations:
                 lst = self.violations.setdefault(kind, [])
                 if len(lst) < 20:
                     lst.append(frame)
-        row["requests"] = n_req
-        row["unanswered"] = unanswered
-        self.conns.append(row)
-        proto = row["protocol"]
-        for (s_ts, s_frame, e_ts, e_frame, code, start_code) in row["raw_gaps"]:
-            if proto == "http":
+        for (s_ts, s_frame, e_ts, e_frame, code, start_code) in raw_gaps:
+            if proto == 1:
                 outstanding = any(rend <= s_ts and (rstart is None or rstart >= e_ts)
                                   for rend, rstart in req_spans)
             else:
                 # Without HTTP framing: a request is waiting when the client spoke last.
                 outstanding = start_code == 0
             self.gaps.append({
-                "conn_id": row["conn_id"], "start": s_ts, "end": e_ts, "outstanding": int(outstanding),
+                "conn_id": conn_id, "start": s_ts, "end": e_ts, "outstanding": int(outstanding),
                 "ended_by": GAP_ENDED_BY[code], "start_frame": s_frame,
                 "end_frame": None if e_frame < 0 else e_frame,
                 "started_by": None if start_code < 0 else GAP_ENDED_BY[start_code],
             })
+        return n_req, unanswered
+
+    def requests_frame(self) -> pd.DataFrame:
+        from operator import attrgetter
+
+        exs = self.exchanges
+        # One C-level call per exchange, then a C-level transpose: no per-field Python loop.
+        rows = list(map(attrgetter(*_EX_ATTRS), exs))
+        columns = list(zip(*rows)) if rows else [()] * len(_EX_ATTRS)
+        cols: dict[str, Any] = {"conn_id": np.asarray(self.ex_conn, dtype=np.int64)}
+        for attr, vals in zip(_EX_ATTRS, columns):
+            name = attr[:-3] if attr.endswith("_ns") else attr
+            kind = _REQ_FIELDS.get(name, "s")
+            if kind == "s":
+                cols[name] = pd.array(vals, dtype="string")
+            else:
+                arr = np.array([NA if v is None else v for v in vals], dtype=np.int64)
+                mask = arr == NA
+                if kind == "t":
+                    cols[name] = pd.Series(pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)).where(~mask)
+                elif mask.any():
+                    cols[name] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
+                else:
+                    cols[name] = arr
+        cols["outcome"] = self.ex_outcome
+        cols["ended_by"] = self.ex_ended
+        return pd.DataFrame(cols)
+
+
+_CODE_COLUMNS = {
+    "roles_from": ("syn", "heuristic"), "state": STATE_CODES, "closed_by": ("client", "server"),
+    "close_kind": ("FIN", "RST"), "last_payload_by": ("client", "server"),
+    "data_after_close_by": ("client", "server"), "protocol": PROTOCOL_CODES,
+    "client_state": _STATE_NAMES, "server_state": _STATE_NAMES,
+}
+
+
+def _rows_frame(rows: RowStore) -> pd.DataFrame:
+    data: dict[str, Any] = {}
+    for name, kind in _CONN_FIELDS.items():
+        if name in ("client_ip", "server_ip"):
+            addrs = rows.client_addr if name == "client_ip" else rows.server_addr
+            data[name] = pd.array([_ip(a) for a in addrs], dtype="string")
+            continue
+        if name in ("history", "sni"):
+            data[name] = pd.array(getattr(rows, name), dtype="string")
+            continue
+        arr = np.frombuffer(rows.ints[name], dtype=np.int64) if rows.n else np.zeros(0, dtype=np.int64)
+        if name in _CODE_COLUMNS:
+            cats = _CODE_COLUMNS[name]
+            uniq = list(dict.fromkeys(cats))
+            codes = np.array([uniq.index(c) for c in cats] + [-1], dtype=np.int64)[arr]
+            data[name] = pd.Categorical.from_codes(codes, categories=uniq)
+            continue
+        mask = arr == NA
+        if kind == "t":
+            data[name] = pd.Series(pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)).where(~mask)
+        elif mask.any():
+            data[name] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
+        else:
+            data[name] = arr.copy()
+    return pd.DataFrame(data)
 
 
 def run(
@@ -217,7 +279,8 @@ def run(
     """Read one capture and build the tables (see module docstring)."""
     src = open_source(source)
     sink = _Sink()
-    tracker = Tracker(sink, min_gap_s=min_gap_s, linger_s=linger_s, l7=l7,
+    rows = RowStore(sink)
+    tracker = Tracker(rows, min_gap_s=min_gap_s, linger_s=linger_s, l7=l7,
                       session_factory=HttpSession if l7 else None, detect=detect, max_open=max_open)
     tracker.run(src, progress)
     tracker.finish()
@@ -229,8 +292,8 @@ def run(
     facts["evicted_connections"] = tracker.evicted
     facts["http_violations"] = {k: len(v) for k, v in sink.violations.items()}
     return EngineResult(
-        connections=_connections_table(sink.conns.frame()),
-        requests=_requests_table(sink.reqs.frame()),
+        connections=_connections_table(_rows_frame(rows)),
+        requests=_requests_table(sink.requests_frame()),
         gaps=_gaps_table(sink.gaps.frame()),
         facts=facts,
     )

@@ -45,9 +45,30 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _iso_dates(df: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as ISO-8601 UTC strings with nanoseconds, formatted by numpy in C."""
+    out = {}
+    for c in df.columns:
+        col = df[c]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            raw = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+            txt = np.char.add(np.datetime_as_string(raw, unit="ns"), "Z").astype(object)
+            txt[np.isnat(raw)] = None
+            out[c] = txt
+        else:
+            out[c] = col
+    return pd.DataFrame(out, columns=df.columns)
+
+
 def write_json(df: pd.DataFrame, fh: TextIO) -> None:
-    # ensure_ascii keeps any byte sequence from a capture valid JSON text.
-    json.dump(records(df), fh, ensure_ascii=True, indent=1)
+    """One JSON array of row objects; timestamps ISO-8601 UTC (nanoseconds), missing = null."""
+    if any(df[c].dtype == object and df[c].map(lambda v: isinstance(v, (dict, list))).any() for c in df.columns):
+        # nested evidence: the generic path (small tables only)
+        json.dump(records(df), fh, ensure_ascii=True, indent=1)
+    else:
+        # pandas' C encoder: fast for tables of a million rows; ensure_ascii keeps any byte
+        # sequence from a capture valid JSON text.
+        fh.write(_iso_dates(df).to_json(orient="records", force_ascii=True))
     fh.write("\n")
 
 

@@ -47,13 +47,19 @@ class TimeoutCluster:
     spread_s: float
     round_ms: bool            # the value is a round number of milliseconds (e.g. 5000 ms)
     conn_ids: tuple[int, ...]
+    configured_s: float | None = None   # the round value the timer was most likely set to
+
+    @property
+    def timer_s(self) -> float:
+        """The configured value when one is evident, else the measured minimum."""
+        return self.configured_s if self.configured_s is not None else self.timeout_s
 
     @property
     def confidence(self) -> str:
         return "high" if self.count >= 3 else ("medium" if self.count == 2 else "low")
 
     def describe(self) -> str:
-        t = _fmt_timer(self.timeout_s)
+        t = _fmt_timer(self.timer_s)
         what = "inactivity timeout" if self.outstanding else "keep-alive idle timeout"
         return f"a {self.side}-side {t} {what}"
 
@@ -83,12 +89,22 @@ def _fmt_timer(t: float) -> str:
     return f"{ms} ms"
 
 
-def _is_round(t: float) -> bool:
+def _round_timer(t: float) -> float | None:
+    """The round setting (s) a timer measured at ``t`` most likely has, or None.
+
+    Timers fire late, never early (event-loop and scheduler latency add a few ms), so the
+    setting is at most the measured minimum, and close below it.
+    """
     ms = t * 1000
     for unit in (1000, 500, 250, 100):
-        if abs(ms - round(ms / unit) * unit) <= max(2.0, ms * 0.0005):
-            return True
-    return False
+        r = (ms + 1.0) // unit * unit
+        if r > 0 and ms - r <= max(20.0, 0.005 * r):
+            return r / 1000
+    return None
+
+
+def _is_round(t: float) -> bool:
+    return _round_timer(t) is not None
 
 
 _ID_SEGMENT = re.compile(
@@ -175,7 +191,8 @@ def infer_timeouts(closes: Iterable[CloseInfo]) -> list[TimeoutCluster]:
             xs = [x for x, _ in run]
             t = min(xs)
             clusters.append(TimeoutCluster(side, outst, t, len(run), min(xs), max(xs), max(xs) - min(xs),
-                                           _is_round(t), tuple(sorted(cid for _, cid in run))))
+                                           _is_round(t), tuple(sorted(cid for _, cid in run)),
+                                           _round_timer(t)))
     clusters.sort(key=lambda k: (-k.count, k.side, k.timeout_s))
     return clusters
 
@@ -255,7 +272,8 @@ def diagnose(cap: Any) -> list[Finding]:
                 what = _waiting_text(waiting, ci)
                 if ci.closer == "client" and timer:
                     assert k is not None
-                    ev = dict(base_ev, inferred_timeout_s=k.timeout_s, timeout_cluster_size=k.count,
+                    ev = dict(base_ev, inferred_timeout_s=k.timer_s, measured_timeout_s=k.timeout_s,
+                              timeout_cluster_size=k.count,
                               timeout_cluster_min_s=k.min_s, timeout_cluster_max_s=k.max_s,
                               timeout_confidence=k.confidence, timeout_round_ms=k.round_ms,
                               same_pattern_conn_ids=list(k.conn_ids))
@@ -278,7 +296,7 @@ def diagnose(cap: Any) -> list[Finding]:
                 else:
                     ev = dict(base_ev)
                     if k is not None:
-                        ev.update(inferred_timeout_s=k.timeout_s, timeout_cluster_size=k.count)
+                        ev.update(inferred_timeout_s=k.timer_s, timeout_cluster_size=k.count)
                     findings.append(Finding(
                         "server_abort", "error", cid, waiting[0]["index"] if waiting else None,
                         f"server {server} closed the connection ({ci.kind}, frame {int(c.close_frame)}) "
@@ -288,7 +306,7 @@ def diagnose(cap: Any) -> list[Finding]:
                 ev = dict(base_ev)
                 extra = ""
                 if k is not None:
-                    ev.update(inferred_timeout_s=k.timeout_s, timeout_cluster_size=k.count)
+                    ev.update(inferred_timeout_s=k.timer_s, timeout_cluster_size=k.count)
                     if k.count > 1:
                         extra = f"; {k.count} idle connections closed by the server after {k.min_s:.3f}–{k.max_s:.3f} s ({k.describe()})"
                 findings.append(Finding(

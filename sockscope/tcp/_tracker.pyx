@@ -798,7 +798,10 @@ cdef class Tracker:
         c.chain = None
         c.retired = True
         self.finalize(c)
-        self.sink(c)
+        if isinstance(self.sink, RowStore):
+            (<RowStore>self.sink).add(c)
+        else:
+            self.sink(c)
 
     cdef void finalize(self, Conn c):
         cdef int d
@@ -967,3 +970,142 @@ cdef str conn_state(Side* O, Side* R, str history, int64_t osize, int64_t rsize)
     if os == ESTABLISHED and rs == ESTABLISHED:
         return "S1"
     return "OTH"
+
+
+# -- compact row store -------------------------------------------------------------------
+
+from cpython cimport array as carray
+import array as pyarray
+
+DEF NA = -9223372036854775807 - 1
+
+INT_COLUMNS = (
+    "conn_id", "client_port", "server_port", "start", "end", "client_pkts", "server_pkts",
+    "client_bytes", "server_bytes", "client_ip_bytes", "server_ip_bytes", "close_ts", "close_frame",
+    "idle_close_ns", "last_payload_ts", "last_payload_frame", "retransmits", "gap_count",
+    "missed_bytes", "first_frame", "last_frame", "client_fin_ts", "client_fin_frame",
+    "server_fin_ts", "server_fin_frame", "client_rst_ts", "client_rst_frame", "server_rst_ts",
+    "server_rst_frame", "data_after_close_pkts", "data_after_close_bytes", "data_after_close_frame",
+    "data_after_close_ts", "requests", "unanswered",
+    # small codes, decoded to categories by the engine
+    "roles_from", "state", "closed_by", "close_kind", "last_payload_by", "data_after_close_by",
+    "protocol", "client_state", "server_state",
+)
+STATE_CODES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+PROTOCOL_CODES = ("unknown", "http", "tls", "unknown")
+
+
+cdef inline void push(carray.array a, int64_t v):
+    cdef Py_ssize_t n = len(a)
+    carray.resize_smart(a, n + 1)
+    a.data.as_longlongs[n] = v
+
+
+cdef class RowStore:
+    """Retired connections as int64 columns (NA sentinel) plus a few object columns."""
+
+    cdef public dict ints
+    cdef list cols
+    cdef public list client_addr
+    cdef public list server_addr
+    cdef public list history
+    cdef public list sni
+    cdef public object on_extra    # called for connections with HTTP sessions or gaps
+    cdef public int64_t n
+
+    def __init__(self, on_extra=None):
+        self.ints = {}
+        self.cols = []
+        for name in INT_COLUMNS:
+            a = pyarray.array("q")
+            self.ints[name] = a
+            self.cols.append(a)
+        self.client_addr = []
+        self.server_addr = []
+        self.history = []
+        self.sni = []
+        self.on_extra = on_extra
+        self.n = 0
+
+    cdef void add(self, Conn c):
+        cdef int cl = c.client
+        cdef int sv = 1 - cl
+        cdef Side* O = &c.s[cl]
+        cdef Side* R = &c.s[sv]
+        cdef int64_t osize = endpoint_size(O, R)
+        cdef int64_t rsize = endpoint_size(R, O)
+        cdef int alen = 4 if c.af == 4 else 16
+        cdef int64_t nreq = 0, nunans = 0
+        cdef bytearray hist = bytearray()
+        cdef int b, ch
+        if cl != 0:
+            hist.append(94)     # '^': the first packet came from the server
+        for b in c.hist:
+            ch = b & 0x7F
+            if ((b >> 7) & 1) != cl and 65 <= ch <= 90:
+                ch += 32
+            hist.append(ch)
+        h = hist.decode("ascii")
+        state = conn_state(O, R, h, osize, rsize)
+        if c.session is not None or c.gaps:
+            res = self.on_extra(c.conn_id, c.session, c.gaps or [], c.proto,
+                                (O.fin_ts if O.fin_frame >= 0 else None, R.fin_ts if R.fin_frame >= 0 else None,
+                                 O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None))
+            nreq, nunans = res
+        cdef list K = self.cols
+        push(<carray.array>K[0], c.conn_id)
+        push(<carray.array>K[1], c.port[cl])
+        push(<carray.array>K[2], c.port[sv])
+        push(<carray.array>K[3], c.first_ts)
+        push(<carray.array>K[4], c.last_ts)
+        push(<carray.array>K[5], O.pkts)
+        push(<carray.array>K[6], R.pkts)
+        push(<carray.array>K[7], osize)
+        push(<carray.array>K[8], rsize)
+        push(<carray.array>K[9], O.ip_bytes)
+        push(<carray.array>K[10], R.ip_bytes)
+        push(<carray.array>K[11], c.close_ts if c.close_kind else NA)
+        push(<carray.array>K[12], c.close_frame if c.close_kind else NA)
+        push(<carray.array>K[13], c.idle_close_ns if (c.close_kind and c.idle_close_ns >= 0) else NA)
+        push(<carray.array>K[14], c.last_pay_ts if c.last_pay_ts >= 0 else NA)
+        push(<carray.array>K[15], c.last_pay_frame if c.last_pay_frame >= 0 else NA)
+        push(<carray.array>K[16], O.n_rxmit + R.n_rxmit)
+        push(<carray.array>K[17], O.n_gap + R.n_gap)
+        push(<carray.array>K[18], O.missed + R.missed)
+        push(<carray.array>K[19], c.first_frame)
+        push(<carray.array>K[20], c.last_frame)
+        push(<carray.array>K[21], O.fin_ts if O.fin_frame >= 0 else NA)
+        push(<carray.array>K[22], O.fin_frame if O.fin_frame >= 0 else NA)
+        push(<carray.array>K[23], R.fin_ts if R.fin_frame >= 0 else NA)
+        push(<carray.array>K[24], R.fin_frame if R.fin_frame >= 0 else NA)
+        push(<carray.array>K[25], O.rst_ts if O.rst_frame >= 0 else NA)
+        push(<carray.array>K[26], O.rst_frame if O.rst_frame >= 0 else NA)
+        push(<carray.array>K[27], R.rst_ts if R.rst_frame >= 0 else NA)
+        push(<carray.array>K[28], R.rst_frame if R.rst_frame >= 0 else NA)
+        push(<carray.array>K[29], c.late_pkts)
+        push(<carray.array>K[30], c.late_bytes)
+        push(<carray.array>K[31], c.late_frame if c.late_frame >= 0 else NA)
+        push(<carray.array>K[32], c.late_ts if c.late_frame >= 0 else NA)
+        push(<carray.array>K[33], nreq)
+        push(<carray.array>K[34], nunans)
+        push(<carray.array>K[35], 0 if c.roles_syn else 1)
+        push(<carray.array>K[36], STATE_CODES.index(state))
+        push(<carray.array>K[37], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
+        push(<carray.array>K[38], c.close_kind - 1)
+        push(<carray.array>K[39], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
+        push(<carray.array>K[40], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
+        push(<carray.array>K[41], c.proto)
+        push(<carray.array>K[42], O.state)
+        push(<carray.array>K[43], R.state)
+        self.client_addr.append(PyBytes_FromStringAndSize(<char*>c.addr[cl], alen))
+        self.server_addr.append(PyBytes_FromStringAndSize(<char*>c.addr[sv], alen))
+        self.history.append(h)
+        self.sni.append(c.sni)
+        self.n += 1
+        # drop what the row no longer needs
+        c.session = None
+        c.gaps = None
+        c.heads = None
+
+    def __call__(self, Conn c):
+        self.add(c)
