@@ -466,6 +466,10 @@ cdef class Tracker:
         if len(ch) < 8 and len(sh) < 8:
             return
         proto, sni = self.detect(ch, sh)
+        if proto != "http" and (sh.startswith(b"HTTP/1.") or sh.startswith(b"HTTP/0.9")):
+            proto = "http"      # a server answering with a status line settles it
+        elif proto == "unknown" and not sh and 0 < len(ch) < HEAD_MAX:
+            return      # the client's opening is not recognisable: wait for the server's reply
         if proto == "tls" and sni is None and len(ch) >= 5 and len(ch) < HEAD_MAX and \
                 len(ch) < 5 + ((ch[3] << 8) | ch[4]):
             return      # ClientHello spans segments: wait for the rest
@@ -817,6 +821,8 @@ cdef class Tracker:
             ch = b"".join([h[1] for h in heads if h[0] == c.client])
             sh = b"".join([h[1] for h in heads if h[0] != c.client])
             proto, sni = self.detect(ch, sh)
+            if proto != "http" and (sh.startswith(b"HTTP/1.") or sh.startswith(b"HTTP/0.9")):
+                proto = "http"
             if proto == "http":
                 c.proto = 0
                 self.sniff_force_http(c)
