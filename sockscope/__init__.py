@@ -9,6 +9,7 @@ reassembly) -> ``http`` (framing, pairing) -> ``engine``/``schema`` (tables) ->
 ``analysis`` (findings) -> ``cli`` / ``plot`` / ``export``.
 """
 
+from sockscope import accessor as _accessor  # noqa: F401  (registers DataFrame.sockscope)
 from sockscope.api import Capture, load
 from sockscope.errors import CaptureError, SockscopeError
 

@@ -43,6 +43,13 @@ class Capture:
         return findings_table(self)
 
     @property
+    def plot(self) -> "PlotAccessor":  # noqa: F821
+        """``cap.plot.timeline()``, ``cap.plot.idle_closes()`` (matplotlib figures)."""
+        from sockscope.plot import PlotAccessor
+
+        return PlotAccessor(self)
+
+    @property
     def start(self) -> pd.Timestamp | None:
         ns = self.facts.get("first_ts_ns")
         return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
@@ -59,9 +66,8 @@ class Capture:
             "requests": self.requests[self.requests["conn_id"] == conn_id],
             "gaps": self.gaps[self.gaps["conn_id"] == conn_id],
         }
-        if "findings" in self.__dict__ or True:
-            f = self.findings
-            out["findings"] = f[f["conn_id"] == conn_id]
+        f = self.findings
+        out["findings"] = f[f["conn_id"] == conn_id]
         return out
 
     def __repr__(self) -> str:
@@ -108,5 +114,7 @@ def load(
     if engine_name != "native":
         raise ValueError(f"unknown engine {engine_name!r}: use 'native' or 'tshark'")
     res = engine.run(source, min_gap_s=min_gap_s, progress=progress, **kwargs)
+    if "requests" not in kwargs.get("tables", ("requests",)):
+        res.facts["requests_table"] = "not built"
     res.facts["engine"] = "native"
     return Capture(str(name), res.connections, res.requests, res.gaps, res.facts, min_gap_s)

@@ -27,7 +27,8 @@ def _console(stderr: bool = False):
                    width=None if sys.stdout.isatty() else 200)
 
 
-def _load(path: str, *, engine: str = "native", min_gap_s: float = 1.0, tls_keylog: str | None = None):
+def _load(path: str, *, engine: str = "native", min_gap_s: float = 1.0, tls_keylog: str | None = None,
+          tables: tuple[str, ...] = ("connections", "requests", "gaps")):
     """Load with a progress line on stderr (only on a TTY); input errors exit 3."""
     import sockscope
 
@@ -45,8 +46,9 @@ def _load(path: str, *, engine: str = "native", min_gap_s: float = 1.0, tls_keyl
             live.update(task, completed=n)
 
     try:
+        extra = {"tables": tables} if engine == "native" else {}
         cap = sockscope.load(path, engine=engine, min_gap_s=min_gap_s, progress=progress,
-                             tls_keylog=tls_keylog)
+                             tls_keylog=tls_keylog, **extra)
     except SockscopeError as exc:
         _die(str(exc))
     except RuntimeError as exc:     # tshark missing or failing (its own one-line message)
@@ -95,9 +97,10 @@ def _facts_header(cap) -> str:
     span = "-"
     if cap.start is not None:
         span = f"{_t(cap.start, True)} → {_t(cap.end, True)} UTC ({(cap.end - cap.start).total_seconds():.3f} s)"
+    n_req = int(cap.connections["requests"].sum()) if len(cap.connections) else 0
     lines = [
         f"[bold]{escape(cap.source)}[/bold]: {f.get('format')} · link types {lt} · {f.get('packets', 0):,} packets "
-        f"({f.get('tcp_packets', 0):,} TCP) · {len(cap.connections)} connections · {len(cap.requests)} requests",
+        f"({f.get('tcp_packets', 0):,} TCP) · {len(cap.connections)} connections · {n_req} requests",
         f"span {span}",
     ]
     if skipped:
@@ -143,7 +146,9 @@ def summary(capture: str, as_json: bool, as_csv: bool, engine: str, tls_keylog: 
       sockscope summary captures/crafted/incident-before-fix.pcap
       sockscope summary --json capture.pcap | jq '.[] | select(.closed_by == "client")'
     """
-    cap = _load(capture, engine=engine, tls_keylog=tls_keylog)
+    # The summary needs only the connections table (request counts are on it): building
+    # the requests table too would make memory grow with the number of requests.
+    cap = _load(capture, engine=engine, tls_keylog=tls_keylog, tables=("connections",))
     df = cap.connections.sort_values(["start", "conn_id"], kind="stable")
     if _emit(df, as_json, as_csv):
         return
@@ -230,6 +235,7 @@ def requests(capture: str, conn_ids: tuple[int, ...], as_json: bool, as_csv: boo
 def _register_more() -> None:
     # Commands that need the analysis layer live in their own module to keep this one small.
     from sockscope import cli_diag  # noqa: F401
+    from sockscope import cli_plot  # noqa: F401  (plot, export)
 
 
 try:

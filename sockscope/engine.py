@@ -147,9 +147,18 @@ _EX_ATTRS = (
 class _Sink:
     """Receives, per retired connection that had HTTP or silences, its exchanges and gaps."""
 
-    def __init__(self) -> None:
-        self.exchanges: list[Any] = []
-        self.ex_conn: list[int] = []
+    def __init__(self, keep_requests: bool = True, keep_gaps: bool = True) -> None:
+        self.keep_requests = keep_requests
+        self.keep_gaps = keep_gaps
+        from operator import attrgetter
+
+        self._get = attrgetter(*_EX_ATTRS)
+        self._kinds = [_REQ_FIELDS.get(a[:-3] if a.endswith("_ns") else a, "s") for a in _EX_ATTRS]
+        # Exchanges become columns as soon as their connection retires: int64 arrays and
+        # interned strings, so memory per request is a few hundred bytes.
+        self.req_cols: list[Any] = [array("q") if k in "it" else [] for k in self._kinds]
+        self._intern: dict[str, str] = {}
+        self.ex_conn = array("q")
         self.ex_outcome: list[str] = []
         self.ex_ended: list[str | None] = []
         self.gaps = _Columns(_GAP_FIELDS)
@@ -181,7 +190,16 @@ class _Sink:
                 # the first close at or after the request began, else the end of the capture
                 after = ex.request_start_ns if ex.request_start_ns is not None else ex.response_start_ns
                 ended = next((name for ts, _, name in events if after is None or ts >= after), "capture_end")
-            self.exchanges.append(ex)
+            if not self.keep_requests:
+                continue
+            intern = self._intern
+            for col, kind, v in zip(self.req_cols, self._kinds, self._get(ex)):
+                if kind == "s":
+                    if v is not None and len(v) <= 256:
+                        v = intern.setdefault(v, v)
+                    col.append(v)
+                else:
+                    col.append(NA if v is None else v)
             self.ex_conn.append(conn_id)
             self.ex_outcome.append(outcome)
             self.ex_ended.append(ended)
@@ -190,7 +208,7 @@ class _Sink:
                 lst = self.violations.setdefault(kind, [])
                 if len(lst) < 20:
                     lst.append(frame)
-        for (s_ts, s_frame, e_ts, e_frame, code, start_code) in raw_gaps:
+        for (s_ts, s_frame, e_ts, e_frame, code, start_code) in (raw_gaps if self.keep_gaps else ()):
             if proto == 1:
                 outstanding = any(rend <= s_ts and (rstart is None or rstart >= e_ts)
                                   for rend, rstart in req_spans)
@@ -206,27 +224,21 @@ class _Sink:
         return n_req, unanswered
 
     def requests_frame(self) -> pd.DataFrame:
-        from operator import attrgetter
-
-        exs = self.exchanges
-        # One C-level call per exchange, then a C-level transpose: no per-field Python loop.
-        rows = list(map(attrgetter(*_EX_ATTRS), exs))
-        columns = list(zip(*rows)) if rows else [()] * len(_EX_ATTRS)
-        cols: dict[str, Any] = {"conn_id": np.asarray(self.ex_conn, dtype=np.int64)}
-        for attr, vals in zip(_EX_ATTRS, columns):
+        cols: dict[str, Any] = {"conn_id": np.frombuffer(self.ex_conn, dtype=np.int64) if len(self.ex_conn)
+                                else np.zeros(0, dtype=np.int64)}
+        for attr, kind, vals in zip(_EX_ATTRS, self._kinds, self.req_cols):
             name = attr[:-3] if attr.endswith("_ns") else attr
-            kind = _REQ_FIELDS.get(name, "s")
             if kind == "s":
                 cols[name] = pd.array(vals, dtype="string")
+                continue
+            arr = np.frombuffer(vals, dtype=np.int64) if len(vals) else np.zeros(0, dtype=np.int64)
+            mask = arr == NA
+            if kind == "t":
+                cols[name] = pd.Series(pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)).where(~mask)
+            elif mask.any():
+                cols[name] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
             else:
-                arr = np.array([NA if v is None else v for v in vals], dtype=np.int64)
-                mask = arr == NA
-                if kind == "t":
-                    cols[name] = pd.Series(pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)).where(~mask)
-                elif mask.any():
-                    cols[name] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
-                else:
-                    cols[name] = arr
+                cols[name] = arr.copy()
         cols["outcome"] = self.ex_outcome
         cols["ended_by"] = self.ex_ended
         return pd.DataFrame(cols)
@@ -273,12 +285,17 @@ def run(
     min_gap_s: float = 1.0,
     l7: bool = True,
     progress: Callable[[int], None] | None = None,
-    linger_s: float = 120.0,
+    linger_s: float = 5.0,
     max_open: int = 1_000_000,
+    tables: tuple[str, ...] = ("connections", "requests", "gaps"),
 ) -> EngineResult:
-    """Read one capture and build the tables (see module docstring)."""
+    """Read one capture and build the tables (see module docstring).
+
+    ``tables`` names the tables to keep; the connections table is always built (with its
+    request counts). Leaving out ``requests`` keeps memory flat however many requests pass.
+    """
     src = open_source(source)
-    sink = _Sink()
+    sink = _Sink(keep_requests="requests" in tables, keep_gaps="gaps" in tables)
     rows = RowStore(sink)
     tracker = Tracker(rows, min_gap_s=min_gap_s, linger_s=linger_s, l7=l7,
                       session_factory=HttpSession if l7 else None, detect=detect, max_open=max_open)

@@ -68,7 +68,13 @@ def write_json(df: pd.DataFrame, fh: TextIO) -> None:
     else:
         # pandas' C encoder: fast for tables of a million rows; ensure_ascii keeps any byte
         # sequence from a capture valid JSON text.
-        fh.write(_iso_dates(df).to_json(orient="records", force_ascii=True))
+        # In slices, so a million-row table never becomes one giant string in memory.
+        step = 5000
+        fh.write("[")
+        for i in range(0, len(df), step):
+            part = _iso_dates(df.iloc[i:i + step]).to_json(orient="records", force_ascii=True)
+            fh.write(("," if i else "") + part[1:-1])
+        fh.write("]")
     fh.write("\n")
 
 

@@ -230,7 +230,7 @@ cdef class Tracker:
     cdef public int64_t max_open
     cdef public int64_t evicted
 
-    def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=120.0, bint l7=True,
+    def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=5.0, bint l7=True,
                  session_factory=None, detect=None, int64_t max_open=1_000_000):
         self.table = {}
         self.open_conns = []
@@ -754,6 +754,11 @@ cdef class Tracker:
                 if progress is not None:
                     progress(n)
         self.packets += n
+
+    @property
+    def open_connections(self) -> int:
+        """Connections held right now (open, or closed and lingering)."""
+        return len(self.open_conns)
 
     def finish(self):
         """End of capture: retire every connection still held."""
