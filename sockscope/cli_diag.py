@@ -23,6 +23,8 @@ _KIND_TITLE = {
     "response_after_close": "Server answered into closed connections",
     "server_idle_close": "Server closed idle keep-alive connections",
     "connection_reuse": "Sockets reused by different clients",
+    "root_cause_hint": "What the killed sockets have in common",
+    "heartbeat": "Responses kept alive by heartbeat writes",
 }
 _ORDER = list(_KIND_TITLE)
 
@@ -53,6 +55,8 @@ def _verdict(kind: str, rows: pd.DataFrame, cap) -> str:
         t = ev.get("inferred_timeout_s")
         return f"The server closed {n} idle keep-alive connection(s) with nothing outstanding" + \
             (f" (server keep-alive timeout ≈ {t:.3f} s)." if t else ".")
+    if kind in ("root_cause_hint", "heartbeat"):
+        return " ".join(rows["summary"].astype(str).tolist()[:3])
     return f"{n} connection(s): see below."
 
 
@@ -91,8 +95,9 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
         rows = f[f["kind"].astype(str) == kind]
         sev = str(rows.iloc[0]["severity"])
         color = {"error": "red", "warning": "yellow"}.get(sev, "cyan")
+        n_conn = rows["conn_id"].nunique()
         con.print(f"[bold {color}]{_KIND_TITLE.get(kind, kind)}[/bold {color}] "
-                  f"[dim]({kind}, {rows['conn_id'].nunique()} connection(s))[/dim]")
+                  f"[dim]({kind}{f', {n_conn} connection(s)' if n_conn else ''})[/dim]")
         con.print("  " + escape(_verdict(kind, rows, cap)))
     conns = cap.connections.set_index("conn_id")
     affected = [cid for cid in f[f["severity"].astype(str) != "info"]["conn_id"].dropna().unique()]

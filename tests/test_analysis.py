@@ -54,7 +54,7 @@ def test_look_alikes_in_mixed_capture_are_not_killed_requests():
     assert set(f[f["kind"] == "server_idle_close"]["conn_id"]) == {1}
     # a client closing 5 s after a COMPLETE response, keep-alive probes in a long answered wait,
     # Connection: close: nothing
-    assert set(f["conn_id"]) <= {0, 1, 3}
+    assert set(f["conn_id"].dropna()) <= {0, 1, 3}
 
 
 def test_late_response_meets_client_rst():
@@ -110,3 +110,30 @@ def test_compare_says_fixed():
 def test_check_without_rules_is_a_usage_error():
     r = _cli("check", str(CRAFTED / "incident-before-fix.pcap"))
     assert r.returncode == 2
+
+
+LAB = Path(__file__).resolve().parents[1] / "captures" / "lab"
+
+
+def test_root_cause_hint_names_the_axios_get_files_that_poisoned_the_socket():
+    cap = sockscope.load(LAB / "mixed" / "capture.pcap")
+    hint = cap.findings[cap.findings["kind"] == "root_cause_hint"].iloc[0]
+    assert hint["summary"].startswith("all of 2 killed socket(s) had first carried GET /files/{id} from axios/1.x")
+    assert "none of the 1 request(s) that waited 5 s or longer and survived" in hint["summary"]
+    top = hint["evidence"]["ranked_features"][0]
+    assert (top["killed"], top["survivors"]) == (2, 0)
+
+
+def test_heartbeat_writes_are_reported_and_no_timeout_fires():
+    cap = sockscope.load(LAB / "heartbeat" / "capture.pcap")
+    kinds = set(cap.findings["kind"].astype(str))
+    assert "client_idle_timeout" not in kinds
+    hb = cap.findings[cap.findings["kind"] == "heartbeat"]
+    assert len(hb) == 2
+    assert all(abs(e["interval_s"] - 2.0) < 0.05 for e in hb["evidence"])
+
+
+def test_lab_3s_agent_timer_is_inferred_as_3s():
+    cap = sockscope.load(LAB / "agent-timeout-3s" / "capture.pcap")
+    ev = cap.findings[cap.findings["kind"] == "client_idle_timeout"].iloc[0]["evidence"]
+    assert ev["inferred_timeout_s"] == 3.0 and 3.0 <= ev["measured_timeout_s"] < 3.02

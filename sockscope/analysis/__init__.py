@@ -109,7 +109,7 @@ def _is_round(t: float) -> bool:
 
 _ID_SEGMENT = re.compile(
     r"^(\d+|[0-9a-fA-F-]{8,}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[A-Za-z]*[_-]?(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{8,})$")
+    r"|(?!v\d+$)(?=[^/]*\d)[A-Za-z0-9_.~-]{4,})$")
 
 
 def path_template(uri: str | None) -> str:
@@ -397,9 +397,140 @@ def _waiting_text(waiting: list[dict[str, Any]], ci: CloseInfo) -> str:
             f"{'complete ' if w['outcome'] == 'partial_response' else ''}response{more}")
 
 
+def ua_family(ua: Any) -> str | None:
+    """``axios/1.13.2`` -> ``axios/1.x``; ``node-fetch/1.0 (+https://...)`` -> ``node-fetch/1.x``."""
+    if _na(ua):
+        return None
+    m = re.match(r"\s*([A-Za-z][\w.+-]*)(?:/(\d+))?", str(ua))
+    if not m:
+        return str(ua)[:40]
+    return f"{m.group(1)}/{m.group(2)}.x" if m.group(2) else m.group(1)
+
+
+def _socket_features(reqs: pd.DataFrame, upto_index: int, conn: Any, at: Any) -> dict[str, str]:
+    """What a socket had been through before request `upto_index` (the long one)."""
+    feats: dict[str, str] = {}
+    earlier = reqs[reqs["index"] < upto_index]
+    if len(earlier):
+        first = earlier.iloc[0]
+        fam = ua_family(first["user_agent"])
+        feats["first request"] = request_type(first["method"], first["uri"]) + (f" from {fam}" if fam else "")
+        for r in earlier.itertuples(index=False):
+            fam = ua_family(r.user_agent)
+            feats[f"earlier {request_type(r.method, r.uri)}" + (f" from {fam}" if fam else "")] = "yes"
+        feats["reused socket"] = "yes"
+    else:
+        feats["fresh socket"] = "yes"
+    if not _na(at):
+        age = (at - conn.start).total_seconds()
+        feats["socket age"] = ">= 1 s" if age >= 1 else "< 1 s"
+    return feats
+
+
+def root_cause_hints(cap: Any, findings: list[Finding]) -> list[Finding]:
+    """Compare the sockets a client timer killed with long requests that survived.
+
+    A feature shared by every killed socket and by no survivor is the likely cause (in the
+    incident: an earlier axios GET /files on the same socket left a timer behind).
+    """
+    killed = [f for f in findings if f.kind == "client_idle_timeout" and f.request_index is not None]
+    if not killed:
+        return []
+    reqs = cap.requests
+    conns = cap.connections.set_index("conn_id")
+    timer = min(f.evidence.get("inferred_timeout_s") or f.evidence["idle_s"] for f in killed)
+    by_conn = {cid: grp for cid, grp in reqs.groupby("conn_id", sort=False)}
+    k_feats = []
+    for f in killed:
+        r = by_conn[f.conn_id]
+        row = r[r["index"] == f.request_index].iloc[0]
+        k_feats.append(_socket_features(r, f.request_index, conns.loc[f.conn_id], row["request_start"]))
+    # survivors: requests that waited at least as long as the timer for their answer, and got it
+    long_ok = reqs[(reqs["outcome"].astype(str) == "complete") & (reqs["ttfb_s"] >= timer)]
+    s_feats = []
+    for r in long_ok.itertuples(index=False):
+        s_feats.append(_socket_features(by_conn[r.conn_id], int(r.index), conns.loc[r.conn_id], r.request_start))
+    scores = []
+    keys = {(k, v) for fs in k_feats for k, v in fs.items()}
+    for k, v in keys:
+        nk = sum(1 for fs in k_feats if fs.get(k) == v)
+        ns = sum(1 for fs in s_feats if fs.get(k) == v)
+        score = nk / len(k_feats) - (ns / len(s_feats) if s_feats else 0)
+        scores.append((score, nk, ns, k, v))
+    def specificity(key: str) -> int:
+        # among equally good features, name the request that poisoned the socket first
+        for i, prefix in enumerate(("first request", "earlier ", "reused", "fresh", "socket age")):
+            if key.startswith(prefix):
+                return i
+        return 9
+
+    scores.sort(key=lambda x: (-x[0], -x[1], specificity(x[3]), x[3]))
+    if not scores or scores[0][0] <= 0:
+        return []
+    best = scores[0]
+    _, nk, ns, k, v = best
+    if k == "first request":
+        label = f"first carried {v}"
+    elif k.startswith("earlier "):
+        label = "carried " + k[len("earlier "):]
+    elif k == "reused socket":
+        label = "been reused"
+    elif k == "socket age":
+        label = f"been open {v}"
+    else:
+        label = k
+    nkill, nsurv = len(k_feats), len(s_feats)
+    if nsurv:
+        tail = (f"none of the {nsurv} request(s) that waited {timer:g} s or longer and survived ran on such a socket"
+                if ns == 0 else f"{ns} of the {nsurv} surviving long request(s) did")
+    else:
+        tail = "no request in this capture waited that long and survived, so there is nothing to contrast with"
+    summary = (f"{'all' if nk == nkill else nk} of {nkill} killed socket(s) had {label} before the request "
+               f"that died; {tail}")
+    ranked = [{"feature": (kk if vv == "yes" else f"{kk} {vv}"), "killed": a, "survivors": b, "score": round(sc, 3)}
+              for sc, a, b, kk, vv in scores[:6]]
+    ev = {"killed_conn_ids": [f.conn_id for f in killed], "survivor_requests": int(nsurv),
+          "timer_s": timer, "ranked_features": ranked}
+    return [Finding("root_cause_hint", "info", None, None, summary, ev,
+                    "tcp.stream in {" + " ".join(str(f.conn_id) for f in killed) + "}")]
+
+
+def heartbeats(cap: Any) -> list[Finding]:
+    """Responses kept alive by small periodic writes (a defence against idle timers)."""
+    out: list[Finding] = []
+    gaps = cap.gaps
+    if gaps.empty or cap.requests.empty:
+        return out
+    for r in cap.requests.itertuples(index=False):
+        if _na(r.response_start) or _na(r.response_end):
+            continue
+        span = (r.response_end - r.response_start).total_seconds()
+        if span < 2 * cap.min_gap_s:
+            continue
+        g = gaps[(gaps["conn_id"] == r.conn_id) & (gaps["start"] >= r.response_start)
+                 & (gaps["end"] <= r.response_end) & (gaps["ended_by"].astype(str) == "server_data")]
+        if len(g) < 2:
+            continue
+        d = g["duration_s"].to_numpy()
+        med = float(pd.Series(d).median())
+        if (d.max() - d.min()) > 0.25 * med:
+            continue
+        out.append(Finding(
+            "heartbeat", "info", int(r.conn_id), int(r.index),
+            f"the server kept {r.method} {r.uri} alive with {len(g)} small writes about every {med:.2f} s over "
+            f"{span:.1f} s: client idle timers longer than {med:.2f} s cannot fire during it",
+            {"interval_s": med, "writes": int(len(g)), "response_span_s": span,
+             "gap_frames": [int(x) for x in g["end_frame"].dropna()]},
+            _filter(int(r.conn_id), [x for x in g["end_frame"].dropna()])))
+    return out
+
+
 def findings_table(cap: Any) -> pd.DataFrame:
-    return schema.frame_from_records([f.as_row() for f in diagnose(cap)], schema.FINDING_COLUMNS)
+    found = diagnose(cap)
+    found += root_cause_hints(cap, found)
+    found += heartbeats(cap)
+    return schema.frame_from_records([f.as_row() for f in found], schema.FINDING_COLUMNS)
 
 
-__all__ = ["Finding", "TimeoutCluster", "CloseInfo", "close_attribution", "diagnose", "findings_table",
+__all__ = ["heartbeats", "root_cause_hints", "ua_family", "Finding", "TimeoutCluster", "CloseInfo", "close_attribution", "diagnose", "findings_table",
            "infer_timeouts", "path_template", "request_type"]
