@@ -70,6 +70,24 @@ class Capture:
         out["findings"] = f[f["conn_id"] == conn_id]
         return out
 
+    def align_logs(
+        self,
+        paths_or_frames: "str | os.PathLike | pd.DataFrame | list[str | os.PathLike | pd.DataFrame]",
+        regex: str | None = None,
+        max_offset_s: float = 300.0,
+    ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+        """Application log lines on this capture's clock and connections.
+
+        Delegates to :func:`sockscope.logs.align_logs`: returns the aligned lines (with
+        ``conn_id``, ``adjusted_ts``, ``delta_to_close_s``) and per log file the estimated
+        clock offset (``offset_s``, ``matches``, ``spread_s``).
+
+        >>> lines, offsets = cap.align_logs(["client.log", "server.log"])   # doctest: +SKIP
+        """
+        from sockscope.logs import align_logs
+
+        return align_logs(self, paths_or_frames, regex=regex, max_offset_s=max_offset_s)
+
     def __repr__(self) -> str:
         return (f"<Capture {self.source!r}: {self.facts.get('packets', 0)} packets, "
                 f"{len(self.connections)} connections, {len(self.requests)} requests>")
@@ -103,7 +121,12 @@ def load(
     >>> cap.connections[["conn_id", "closed_by", "idle_before_close_s"]]  # doctest: +SKIP
     """
     engine_name = kwargs.pop("engine", engine_name)
-    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
+    if isinstance(source, (list, tuple)):
+        name = f"{os.fspath(source[0])} (+{len(source) - 1} files)" if len(source) > 1 else os.fspath(source[0])
+        if len(source) == 1:
+            source = source[0]
+    else:
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
     if engine_name == "tshark":
         from sockscope.engines.tshark import load_tables
 

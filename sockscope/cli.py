@@ -27,10 +27,35 @@ def _console(stderr: bool = False):
                    width=None if sys.stdout.isatty() else 200)
 
 
-def _load(path: str, *, engine: str = "native", min_gap_s: float = 1.0, tls_keylog: str | None = None,
-          tables: tuple[str, ...] = ("connections", "requests", "gaps")):
+def _expand(paths: tuple[str, ...] | list[str] | str) -> list[str]:
+    """Arguments -> capture files: a directory stands for the capture files in it."""
+    if isinstance(paths, str):
+        paths = [paths]
+    out: list[str] = []
+    for p in paths:
+        if p != "-" and os.path.isdir(p):
+            found = sorted(os.path.join(p, f) for f in os.listdir(p)
+                           if not f.startswith(".") and os.path.isfile(os.path.join(p, f))
+                           and (".pcap" in f or ".cap" in f or f.endswith(".gz")))
+            if not found:
+                _die(f"{p}: no capture files (*.pcap*, *.cap*) in this directory")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", min_gap_s: float = 1.0,
+          tls_keylog: str | None = None, tables: tuple[str, ...] = ("connections", "requests", "gaps"),
+          jobs: int = 1):
     """Load with a progress line on stderr (only on a TTY); input errors exit 3."""
     import sockscope
+
+    paths = _expand(path)
+    if len(paths) > 1 and engine != "native":
+        _die("several capture files need the native engine", EXIT_USAGE)
+    target: Any = paths[0] if len(paths) == 1 else paths
+    path = paths[0] if len(paths) == 1 else f"{len(paths)} files"
 
     progress: Callable[[int], None] | None = None
     live = None
@@ -46,8 +71,8 @@ def _load(path: str, *, engine: str = "native", min_gap_s: float = 1.0, tls_keyl
             live.update(task, completed=n)
 
     try:
-        extra = {"tables": tables} if engine == "native" else {}
-        cap = sockscope.load(path, engine=engine, min_gap_s=min_gap_s, progress=progress,
+        extra = {"tables": tables, "jobs": jobs} if engine == "native" else {}
+        cap = sockscope.load(target, engine=engine, min_gap_s=min_gap_s, progress=progress,
                              tls_keylog=tls_keylog, **extra)
     except SockscopeError as exc:
         _die(str(exc))
@@ -109,6 +134,9 @@ def _facts_header(cap) -> str:
 
 
 CAPTURE = click.argument("capture", type=click.Path(allow_dash=True, dir_okay=False))
+CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=True))
+JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
+                    help="Worker processes; flows are split by 4-tuple, output is identical to -j 1.")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON array of row objects.")
 CSV = click.option("--csv", "as_csv", is_flag=True, help="Print CSV with the same columns.")
 ENGINE = click.option("--engine", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
@@ -133,22 +161,29 @@ def main() -> None:
 
 
 @main.command()
-@CAPTURE
+@CAPTURES
 @JSON
 @CSV
 @ENGINE
 @KEYLOG
-def summary(capture: str, as_json: bool, as_csv: bool, engine: str, tls_keylog: str | None) -> None:
+@JOBS
+def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str, tls_keylog: str | None,
+            jobs: int) -> None:
     """One line per TCP connection: who talked, who closed it, with FIN or RST, after how much silence.
+
+    Several files (or a directory) are read as one capture in time order, as tcpdump -C/-G
+    rotation writes them: a connection that spans two files is one row.
 
     \b
     Example:
       sockscope summary captures/crafted/incident-before-fix.pcap
       sockscope summary --json capture.pcap | jq '.[] | select(.closed_by == "client")'
+      sockscope summary -j 2 rotated/dump.pcap*
     """
+    capture = captures
     # The summary needs only the connections table (request counts are on it): building
     # the requests table too would make memory grow with the number of requests.
-    cap = _load(capture, engine=engine, tls_keylog=tls_keylog, tables=("connections",))
+    cap = _load(capture, engine=engine, tls_keylog=tls_keylog, tables=("connections",), jobs=jobs)
     df = cap.connections.sort_values(["start", "conn_id"], kind="stable")
     if _emit(df, as_json, as_csv):
         return
@@ -179,14 +214,15 @@ def summary(capture: str, as_json: bool, as_csv: bool, engine: str, tls_keylog: 
 
 
 @main.command()
-@CAPTURE
+@CAPTURES
 @click.option("--conn", "conn_ids", type=int, multiple=True, help="Only these connection ids (repeatable).")
 @JSON
 @CSV
 @ENGINE
 @KEYLOG
-def requests(capture: str, conn_ids: tuple[int, ...], as_json: bool, as_csv: bool, engine: str,
-             tls_keylog: str | None) -> None:
+@JOBS
+def requests(captures: tuple[str, ...], conn_ids: tuple[int, ...], as_json: bool, as_csv: bool, engine: str,
+             tls_keylog: str | None, jobs: int) -> None:
     """HTTP/1.x requests grouped by connection: the reuse chain and what happened to each.
 
     \b
@@ -194,7 +230,7 @@ def requests(capture: str, conn_ids: tuple[int, ...], as_json: bool, as_csv: boo
       sockscope requests captures/crafted/incident-before-fix.pcap
       sockscope requests --conn 0 --json capture.pcap
     """
-    cap = _load(capture, engine=engine, tls_keylog=tls_keylog)
+    cap = _load(captures, engine=engine, tls_keylog=tls_keylog, jobs=jobs)
     df = cap.requests
     if conn_ids:
         df = df[df["conn_id"].isin(conn_ids)]

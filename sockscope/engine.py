@@ -279,8 +279,18 @@ def _rows_frame(rows: RowStore) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+Source = "str | os.PathLike | BinaryIO"
+
+
+def _first_ts(source: Any) -> int | None:
+    src = open_source(source)
+    for p in src.packets():
+        return int(p["ts_ns"])
+    return None
+
+
 def run(
-    source: str | os.PathLike | BinaryIO,
+    source: str | os.PathLike | BinaryIO | list,
     *,
     min_gap_s: float = 1.0,
     l7: bool = True,
@@ -288,20 +298,58 @@ def run(
     linger_s: float = 5.0,
     max_open: int = 1_000_000,
     tables: tuple[str, ...] = ("connections", "requests", "gaps"),
+    jobs: int = 1,
+    shard: tuple[int, int] | None = None,
 ) -> EngineResult:
-    """Read one capture and build the tables (see module docstring).
+    """Read one capture (or several rotated pieces of one) and build the tables.
 
     ``tables`` names the tables to keep; the connections table is always built (with its
     request counts). Leaving out ``requests`` keeps memory flat however many requests pass.
+
+    Several files are read as one capture in the order of their first timestamps (what
+    ``tcpdump -C``/``-G`` rotation writes), so a connection spanning a rotation is one row;
+    frame numbers continue across files as in ``mergecap -a``.
+
+    ``jobs > 1`` splits the flows over worker processes by a symmetric hash of the
+    4-tuple (both directions of a connection land in one worker) and merges the tables;
+    the result is identical to ``jobs=1``.
     """
-    src = open_source(source)
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    if len(sources) > 1:
+        # Read order = time order; a piece whose first packet precedes the previous piece's
+        # start was not written by one rotating tcpdump.
+        firsts = [(_first_ts(s), i) for i, s in enumerate(sources)]
+        sources = [sources[i] for _, i in sorted(firsts, key=lambda t: (t[0] is None, t[0] or 0, t[1]))]
+    if jobs > 1 and shard is None and all(isinstance(s, (str, os.PathLike)) and os.fspath(s) != "-"
+                                          for s in sources):
+        return _run_parallel(sources, jobs, min_gap_s=min_gap_s, l7=l7, linger_s=linger_s,
+                             max_open=max_open, tables=tables)
     sink = _Sink(keep_requests="requests" in tables, keep_gaps="gaps" in tables)
     rows = RowStore(sink)
     tracker = Tracker(rows, min_gap_s=min_gap_s, linger_s=linger_s, l7=l7,
                       session_factory=HttpSession if l7 else None, detect=detect, max_open=max_open)
-    tracker.run(src, progress)
+    if shard is not None:
+        tracker.shard_k, tracker.shard_n = shard
+    facts: dict[str, Any] = {}
+    frames = 0
+    for i, one in enumerate(sources):
+        src = open_source(one)
+        src.frame_base = frames
+        tracker.run(src, progress)
+        f = src.facts()
+        frames += f["packets"]
+        if not facts:
+            facts = f
+        else:
+            facts["packets"] += f["packets"]
+            facts["bytes_read"] += f["bytes_read"]
+            facts["warnings"] += [f"{f['name']}: {w}" for w in f["warnings"]]
+            for key in ("linktypes", "status_counts"):
+                for k, v in f[key].items():
+                    facts[key][k] = facts[key].get(k, 0) + v
+    if len(sources) > 1:
+        facts["files"] = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else "<stream>" for s in sources]
     tracker.finish()
-    facts = src.facts()
     facts["first_ts_ns"] = tracker.capture_first_ts if tracker.capture_first_ts >= 0 else None
     facts["last_ts_ns"] = tracker.capture_last_ts if tracker.capture_last_ts >= 0 else None
     facts["tcp_packets"] = tracker.tcp_packets
@@ -312,6 +360,66 @@ def run(
         connections=_connections_table(_rows_frame(rows)),
         requests=_requests_table(sink.requests_frame()),
         gaps=_gaps_table(sink.gaps.frame()),
+        facts=facts,
+    )
+
+
+def _shard_worker(args: tuple) -> EngineResult:
+    sources, k, n, kw = args
+    return run(sources, shard=(k, n), **kw)
+
+
+def _run_parallel(sources: list, jobs: int, **kw: Any) -> EngineResult:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("fork")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        parts = list(pool.map(_shard_worker, [(sources, k, jobs, kw) for k in range(jobs)]))
+    return _merge_shards(parts)
+
+
+def _merge_shards(parts: list[EngineResult]) -> EngineResult:
+    """Tables of flow shards -> the tables a single pass would have built."""
+    conns = []
+    for k, p in enumerate(parts):
+        c = p.connections.copy()
+        c["_shard"] = k
+        conns.append(c)
+    allc = pd.concat(conns, ignore_index=True).sort_values(["first_frame", "_shard", "conn_id"], kind="stable")
+    # a connection's id is its rank by first packet, exactly as a serial run numbers them
+    new_id = {(s, old): new for new, (s, old) in enumerate(zip(allc["_shard"], allc["conn_id"]))}
+    allc["conn_id"] = range(len(allc))
+    allc = allc.drop(columns="_shard").reset_index(drop=True)
+
+    def remap(tables: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+        out = []
+        for k, t in enumerate(tables):
+            t = t.copy()
+            t["conn_id"] = [new_id[(k, int(c))] for c in t["conn_id"]]
+            out.append(t)
+        df = pd.concat(out, ignore_index=True) if out else out
+        return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    facts = dict(parts[0].facts)
+    facts["tcp_packets"] = sum(p.facts["tcp_packets"] for p in parts)
+    facts["connections"] = sum(p.facts["connections"] for p in parts)
+    facts["evicted_connections"] = sum(p.facts["evicted_connections"] for p in parts)
+    viol: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.facts["http_violations"].items():
+            viol[k] = viol.get(k, 0) + v
+    facts["http_violations"] = viol
+    facts["first_ts_ns"] = min((p.facts["first_ts_ns"] for p in parts if p.facts["first_ts_ns"] is not None),
+                               default=None)
+    facts["last_ts_ns"] = max((p.facts["last_ts_ns"] for p in parts if p.facts["last_ts_ns"] is not None),
+                              default=None)
+    facts["jobs"] = len(parts)
+    return EngineResult(
+        connections=schema.frame_from_records(allc, schema.CONNECTION_COLUMNS),
+        requests=schema.frame_from_records(remap([p.requests for p in parts], ["conn_id", "index"]),
+                                           schema.REQUEST_COLUMNS),
+        gaps=schema.frame_from_records(remap([p.gaps for p in parts], ["conn_id", "start"]), schema.GAP_COLUMNS),
         facts=facts,
     )
 

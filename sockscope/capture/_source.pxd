@@ -49,6 +49,7 @@ cdef class PacketSource:
     cdef int _linktype          # pcap
     cdef uint32_t _snaplen
     cdef int64_t _frame
+    cdef public int64_t frame_base     # frames of earlier files in a chain (rotated captures)
     cdef int64_t _last_ts
     # pcapng interface table (per section)
     cdef int _n_if

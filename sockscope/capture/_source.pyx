@@ -19,6 +19,8 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
+import zlib
+
 from sockscope.errors import CaptureError
 
 DEF BUF_SIZE = 4 * 1024 * 1024
@@ -262,6 +264,7 @@ cdef class PacketSource:
         self._eof = False
         self._stop = False
         self._frame = 0
+        self.frame_base = 0
         self._last_ts = 0
         self._n_if = 0
         self._lt_counts_py = {}
@@ -297,8 +300,9 @@ cdef class PacketSource:
         while self._end < need:
             try:
                 got = self._fh.readinto(mv[self._end:self._cap])
-            except (OSError, EOFError, ValueError) as exc:
-                # gzip raises on a cut-off or corrupt stream: keep what was decoded.
+            except (OSError, EOFError, ValueError, zlib.error) as exc:
+                # gzip raises on a cut-off or corrupt stream (zlib.error for a damaged
+                # deflate body): keep what was decoded.
                 self._warn(f"input stream ended with an error after byte "
                            f"{self._consumed + self._end}: {exc}")
                 got = 0
@@ -389,7 +393,7 @@ cdef class PacketSource:
             return 0
         b = self._data + self._pos
         self._frame += 1
-        p.frame = self._frame
+        p.frame = self._frame + self.frame_base
         p.ts_ns = <int64_t>sec * 1000000000 + <int64_t>frac * self._ts_mult
         p.linktype = self._linktype
         p.status = decode_link(b + hdr, caplen, self._linktype, p)
@@ -535,7 +539,7 @@ cdef class PacketSource:
             else:
                 continue   # name resolution, statistics, custom blocks: not packets
             self._frame += 1
-            p.frame = self._frame
+            p.frame = self._frame + self.frame_base
             if iface >= <uint32_t>self._n_if:
                 p.status = PKT_UNSUPPORTED_LINK
                 p.linktype = -1

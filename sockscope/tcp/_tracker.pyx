@@ -229,6 +229,8 @@ cdef class Tracker:
     cdef public int64_t tcp_packets
     cdef public int64_t max_open
     cdef public int64_t evicted
+    cdef public int shard_k
+    cdef public int shard_n
 
     def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=5.0, bint l7=True,
                  session_factory=None, detect=None, int64_t max_open=1_000_000):
@@ -247,6 +249,8 @@ cdef class Tracker:
         self.tcp_packets = 0
         self.max_open = max_open
         self.evicted = 0
+        self.shard_k = 0
+        self.shard_n = 1
 
     # -- table ----------------------------------------------------------------------------
     cdef uint64_t key_hash(self, Pkt* p):
@@ -745,6 +749,8 @@ cdef class Tracker:
                 self.capture_last_ts = p.ts_ns
             if p.status != PKT_TCP:
                 continue
+            if self.shard_n > 1 and <int>(self.key_hash(&p) % <uint64_t>self.shard_n) != self.shard_k:
+                continue    # another worker's flow (both directions hash alike)
             self.tcp_packets += 1
             c = self.lookup(&p)
             self.on_packet(c, &p)
