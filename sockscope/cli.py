@@ -268,16 +268,11 @@ def requests(captures: tuple[str, ...], conn_ids: tuple[int, ...], as_json: bool
         con.print(t)
 
 
-def _register_more() -> None:
-    # Commands that need the analysis layer live in their own module to keep this one small.
-    from sockscope import cli_diag  # noqa: F401
-    from sockscope import cli_plot  # noqa: F401  (plot, export)
-
-
-try:
-    _register_more()
-except ImportError:  # analysis layer not available
-    pass
+# Commands that need the analysis layer live in their own modules to keep this one small;
+# importing them registers them on `main`.
+from sockscope import cli_diag  # noqa: E402,F401  (diagnose, check, compare, crosscheck)
+from sockscope import cli_plot  # noqa: E402,F401  (plot, export)
+from sockscope import cli_watch  # noqa: E402,F401  (watch)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ class _Peeked(io.RawIOBase):
     def __init__(self, head: bytes, rest: BinaryIO):
         self._head = head
         self._rest = rest
+        # A buffered pipe's readinto() waits until the whole buffer is full; readinto1()
+        # returns what has arrived, so a live stream is analysed as it flows.
+        self._read = getattr(rest, "readinto1", rest.readinto)
 
     def readable(self) -> bool:
         return True
@@ -39,7 +42,7 @@ class _Peeked(io.RawIOBase):
             b[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        return self._rest.readinto(b)
+        return self._read(b)
 
 
 def _binary_stream(source: str | os.PathLike | BinaryIO) -> tuple[BinaryIO, str]:

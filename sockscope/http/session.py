@@ -11,6 +11,29 @@ import zlib
 from collections import deque
 from dataclasses import dataclass
 
+try:
+    import cython
+except ImportError:  # the plain .py without Cython installed: the annotations are no-ops
+
+    class cython:  # type: ignore[no-redef]  # noqa: N801 - stands in for the module
+        compiled = False
+        int = bint = Py_ssize_t = longlong = p_uchar = p_char = void = object
+
+        @staticmethod
+        def cclass(obj):
+            return obj
+
+        cfunc = final = inline = cclass
+
+        @staticmethod
+        def declare(t=None, value=None, **kwds):
+            return value
+
+        @staticmethod
+        def cast(t, value):
+            return value
+
+
 from ._grammar import parse_request_line, parse_status_line
 
 __all__ = [
@@ -45,38 +68,36 @@ _INFLATE_IN = 16 * 1024
 _INFLATE_OUT = 64 * 1024
 
 # Parser states of one direction.
-_START = 0  # expecting a start line (leading empty lines are skipped)
-_HEADERS = 1  # start line read, expecting the rest of the header section
-_BODY = 2  # Content-Length body: `remaining` bytes to go
-_CHUNK_SIZE = 3  # expecting a chunk-size line
-_CHUNK_DATA = 4  # inside chunk data: `remaining` bytes to go
-_CHUNK_END = 5  # expecting the CRLF that closes chunk data
-_TRAILER = 6  # last chunk read, expecting the trailer section
-_CLOSE_BODY = 7  # body runs until the connection ends (finish())
-_RESYNC = 8  # framing lost: skipping lines until one looks like a start line
-_PAUSED = 9  # client only: held after CONNECT/Upgrade until the response decides
-_DEAD = 10  # tunnel: bytes are counted, not parsed
+_START = cython.declare(cython.int, 0)  # expecting a start line (leading empty lines are skipped)
+_HEADERS = cython.declare(cython.int, 1)  # start line read, expecting the rest of the header section
+_BODY = cython.declare(cython.int, 2)  # Content-Length body: `remaining` bytes to go
+_CHUNK_SIZE = cython.declare(cython.int, 3)  # expecting a chunk-size line
+_CHUNK_DATA = cython.declare(cython.int, 4)  # inside chunk data: `remaining` bytes to go
+_CHUNK_END = cython.declare(cython.int, 5)  # expecting the CRLF that closes chunk data
+_TRAILER = cython.declare(cython.int, 6)  # last chunk read, expecting the trailer section
+_CLOSE_BODY = cython.declare(cython.int, 7)  # body runs until the connection ends (finish())
+_RESYNC = cython.declare(cython.int, 8)  # framing lost: skipping lines until one looks like a start line
+_PAUSED = cython.declare(cython.int, 9)  # client only: held after CONNECT/Upgrade until the response decides
+_DEAD = cython.declare(cython.int, 10)  # tunnel: bytes are counted, not parsed
 
-# Header fields the exchange record needs; every other field is skipped unparsed.
-_WANTED = frozenset(
-    {
-        b"host", b"user-agent", b"content-length", b"transfer-encoding", b"content-type",
-        b"connection", b"keep-alive", b"content-encoding", b"upgrade",
-    }
+# Header fields the exchange record needs; every other field is skipped unparsed.  A header
+# section is scanned line by line in place (no dict, no per-line objects); the value of each
+# wanted field lands in slot _F_* of the side's `fields` list.
+_F_HOST = cython.declare(cython.int, 0)
+_F_UA = cython.declare(cython.int, 1)
+_F_CL = cython.declare(cython.int, 2)
+_F_TE = cython.declare(cython.int, 3)
+_F_CT = cython.declare(cython.int, 4)
+_F_CONN = cython.declare(cython.int, 5)
+_F_KA = cython.declare(cython.int, 6)
+_F_CE = cython.declare(cython.int, 7)
+_F_UPG = cython.declare(cython.int, 8)
+_N_FIELDS = cython.declare(cython.int, 9)
+# Lower-case names, indexed by slot.
+_NAMES = (
+    b"host", b"user-agent", b"content-length", b"transfer-encoding", b"content-type",
+    b"connection", b"keep-alive", b"content-encoding", b"upgrade",
 )
-# Wanted fields copied verbatim (as text) into the exchange.
-_REQ_TEXT = {
-    b"host": "host",
-    b"user-agent": "user_agent",
-    b"content-type": "req_content_type",
-    b"connection": "req_connection",
-}
-_RESP_TEXT = {
-    b"content-type": "resp_content_type",
-    b"connection": "resp_connection",
-    b"keep-alive": "resp_keep_alive",
-    b"content-encoding": "resp_content_encoding",
-}
 _INFLATABLE = {b"gzip": 31, b"x-gzip": 31, b"deflate": 0}
 
 
@@ -213,19 +234,41 @@ class _Inflater:
         return None if self.problem is not None else self.total
 
 
+@cython.final
+@cython.cclass
 class _Side:
     """Parser state of one direction (client->server or server->client)."""
 
-    __slots__ = (
-        "is_server", "buf", "state", "remaining", "scanned", "line_off", "carry_len",
-        "carry_ts", "carry_frame", "wait", "ex", "hdr_bytes", "skip_nl", "interim",
-        "from_queue", "inflater", "last_ts", "last_frame", "await_ex", "overflow",
-        "tunnel_bytes", "running", "at_end", "handlers", "resume",
-    )
+    buf = cython.declare(bytearray, visibility="public")
+    fields = cython.declare(list)
+    ex = cython.declare(object)
+    inflater = cython.declare(object)
+    await_ex = cython.declare(object)
+    carry_ts = cython.declare(object)
+    carry_frame = cython.declare(object)
+    last_ts = cython.declare(object)
+    last_frame = cython.declare(object)
+    remaining = cython.declare(cython.longlong)
+    scanned = cython.declare(cython.Py_ssize_t)
+    line_off = cython.declare(cython.Py_ssize_t)
+    carry_len = cython.declare(cython.Py_ssize_t)
+    hdr_bytes = cython.declare(cython.Py_ssize_t)
+    tunnel_bytes = cython.declare(cython.Py_ssize_t)
+    resume = cython.declare(cython.Py_ssize_t)
+    state = cython.declare(cython.int)
+    is_server = cython.declare(cython.bint)
+    wait = cython.declare(cython.bint)
+    skip_nl = cython.declare(cython.bint)
+    interim = cython.declare(cython.bint)
+    from_queue = cython.declare(cython.bint)
+    overflow = cython.declare(cython.bint)
+    running = cython.declare(cython.bint)
+    at_end = cython.declare(cython.bint)
 
     def __init__(self, is_server: bool) -> None:
         self.is_server = is_server
         self.buf = bytearray()  # unconsumed bytes: a partial line or header section, never body
+        self.fields = [None] * _N_FIELDS  # wanted header values of the section just parsed
         self.state = _START
         self.remaining = 0
         self.scanned = 0  # bytes at the buffer's start already searched for the current terminator
@@ -234,23 +277,23 @@ class _Side:
         self.carry_ts = 0  # time/frame of the packet that carried the buffer's first byte
         self.carry_frame = 0
         self.wait = False  # a handler needs more bytes
-        self.ex: Exchange | None = None  # message being parsed
+        self.ex = None  # Exchange being parsed
         self.hdr_bytes = 0
         self.skip_nl = False  # in RESYNC: the current position is not at a line start
         self.interim = False  # the message being parsed is a 1xx reply
         self.from_queue = False  # the response answers a queued request (counts in pending)
-        self.inflater: _Inflater | None = None
+        self.inflater = None  # _Inflater of the response body, if it is counted
         self.last_ts = 0
         self.last_frame = 0
-        self.await_ex: Exchange | None = None  # PAUSED: the CONNECT/Upgrade request
+        self.await_ex = None  # PAUSED: the CONNECT/Upgrade request
         self.overflow = False  # PAUSED: bytes beyond the hold buffer were dropped
         self.tunnel_bytes = 0
         self.running = False  # inside _run (its buffer must not be touched from outside)
         self.at_end = False  # finish() is draining: do not wait for bytes that cannot come
-        self.handlers: tuple = ()
         self.resume = 0  # where to go on after a helper returned -1
 
 
+@cython.cclass
 class HttpSession:
     """HTTP/1.x exchanges of one TCP connection, fed with each direction's in-order bytes.
 
@@ -258,6 +301,25 @@ class HttpSession:
     :meth:`client_gap`/:meth:`server_gap` where the capture lost bytes, then :meth:`finish`.
     No input raises; every buffer is bounded by the caps given to the constructor.
     """
+
+    max_header_line = cython.declare(cython.Py_ssize_t, visibility="public")
+    max_header_block = cython.declare(cython.Py_ssize_t, visibility="public")
+    max_chunk_line = cython.declare(cython.Py_ssize_t, visibility="public")
+    max_pending = cython.declare(cython.Py_ssize_t, visibility="public")
+    max_violations = cython.declare(cython.Py_ssize_t, visibility="public")
+    max_decoded_body = cython.declare(object, visibility="public")
+    exchanges = cython.declare(list, visibility="public")
+    tunnel = cython.declare(object, visibility="public")
+    violations = cython.declare(list, visibility="public")
+    violations_dropped = cython.declare(cython.Py_ssize_t, visibility="public")
+    pending = cython.declare(cython.Py_ssize_t, visibility="public")
+    dropped_requests = cython.declare(cython.Py_ssize_t, visibility="public")
+    _queue = cython.declare(object, visibility="readonly")
+    _stored_waiting = cython.declare(cython.Py_ssize_t, visibility="readonly")
+    _next_index = cython.declare(cython.Py_ssize_t, visibility="readonly")
+    _finished = cython.declare(cython.bint, visibility="readonly")
+    _client = cython.declare(_Side, visibility="readonly")
+    _server = cython.declare(_Side, visibility="readonly")
 
     def __init__(
         self,
@@ -276,12 +338,12 @@ class HttpSession:
         self.max_violations = max_violations
         self.max_decoded_body = max_decoded_body
 
-        self.exchanges: list[Exchange] = []
+        self.exchanges = []
         """Exchanges so far, in request order (responses without request where they occurred)."""
-        self.tunnel: str | None = None
+        self.tunnel = None
         """'connect' after a 2xx answer to CONNECT, 'upgrade' after 101 (or an HTTP/2
         prior-knowledge preface); parsing of both directions stops there."""
-        self.violations: list[tuple[str, int]] = []
+        self.violations = []
         """(kind, frame) of protocol anomalies, at most ``max_violations`` of them."""
         self.violations_dropped = 0
         self.pending = 0
@@ -289,24 +351,14 @@ class HttpSession:
         self.dropped_requests = 0
         """Requests beyond ``max_pending`` that were counted but not stored."""
 
-        self._queue: deque[Exchange | int] = deque()  # requests awaiting a final response;
+        self._queue = deque()  # requests awaiting a final response (Exchange or int);
         self._stored_waiting = 0  # an int entry stands for that many unstored requests
         self._next_index = 1
         self._finished = False
-        self._client = c = _Side(False)
-        self._server = s = _Side(True)
-        c.handlers = self._handlers(self._start_request, self._request_headers)
-        s.handlers = self._handlers(self._start_response, self._response_headers)
-
-    def _handlers(self, start, headers) -> tuple:
-        h = [None] * 11
-        h[_START] = start
-        h[_HEADERS] = headers
-        h[_CHUNK_SIZE] = self._chunk_size
-        h[_CHUNK_END] = self._chunk_end
-        h[_TRAILER] = self._trailer
-        h[_RESYNC] = self._resync
-        return tuple(h)
+        # Handlers are picked by state in _run (no bound methods stored on the sides, so a
+        # session holds no reference cycle and is freed as soon as it is dropped).
+        self._client = _Side(False)
+        self._server = _Side(True)
 
     # ------------------------------------------------------------------ public API
 
@@ -338,20 +390,23 @@ class HttpSession:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _violate(self, kind: str, frame: int) -> None:
+    @cython.cfunc
+    def _violate(self, kind: str, frame) -> cython.void:
         if len(self.violations) < self.max_violations:
             self.violations.append((kind, frame))
         else:
             self.violations_dropped += 1
 
-    def _feed(self, side: _Side, data: bytes, ts: int, frame: int) -> None:
-        st = side.state
+    @cython.cfunc
+    def _feed(self, side: _Side, data, ts, frame) -> cython.void:
+        st: cython.int = side.state
         if st == _DEAD or self._finished:
             side.tunnel_bytes += len(data)
             return
         side.last_ts = ts
         side.last_frame = frame
-        b = side.buf
+        b: bytearray = side.buf
+        room: cython.Py_ssize_t
         if st == _PAUSED:
             room = self.max_header_block - len(b)
             if len(data) > room:
@@ -369,6 +424,7 @@ class HttpSession:
             side.carry_len = 0
             buf = data
         side.running = True
+        pos: cython.Py_ssize_t
         try:
             pos = self._run(side, buf, ts, frame)
         except Exception:  # noqa: BLE001 - never let odd bytes escape as an exception
@@ -391,10 +447,12 @@ class HttpSession:
             b += buf[pos:]
             side.carry_ts, side.carry_frame = ts, frame
 
-    def _run(self, side: _Side, buf: bytes | bytearray, ts: int, frame: int) -> int:
-        pos = 0
-        n = len(buf)
-        handlers = side.handlers
+    @cython.cfunc
+    def _run(self, side: _Side, buf, ts, frame) -> cython.Py_ssize_t:
+        pos: cython.Py_ssize_t = 0
+        n: cython.Py_ssize_t = len(buf)
+        k: cython.Py_ssize_t
+        st: cython.int
         while pos < n:
             st = side.state
             if st == _BODY or st == _CHUNK_DATA or st == _CLOSE_BODY:
@@ -418,7 +476,7 @@ class HttpSession:
                     side.remaining -= k
                     if not side.remaining:
                         if st == _BODY:
-                            self._message_done(side, ts, frame)
+                            self._message_done(side, ts, frame, False)
                         else:
                             side.state = _CHUNK_END
                 continue
@@ -428,7 +486,24 @@ class HttpSession:
             if st == _PAUSED:
                 break
             side.wait = False
-            pos = handlers[st](side, buf, pos, n, ts, frame)
+            if st == _START:
+                if side.is_server:
+                    pos = self._start_response(side, buf, pos, n, ts, frame)
+                else:
+                    pos = self._start_request(side, buf, pos, n, ts, frame)
+            elif st == _HEADERS:
+                if side.is_server:
+                    pos = self._response_headers(side, buf, pos, n, ts, frame)
+                else:
+                    pos = self._request_headers(side, buf, pos, n, ts, frame)
+            elif st == _CHUNK_SIZE:
+                pos = self._chunk_size(side, buf, pos, n, ts, frame)
+            elif st == _CHUNK_END:
+                pos = self._chunk_end(side, buf, pos, n, ts, frame)
+            elif st == _TRAILER:
+                pos = self._trailer(side, buf, pos, n, ts, frame)
+            else:
+                pos = self._resync(side, buf, pos, n, ts, frame)
             if side.wait:
                 break
             if side.scanned:
@@ -436,16 +511,19 @@ class HttpSession:
                 side.line_off = 0
         return pos
 
-    def _start_ts(self, side: _Side, p: int, ts: int, frame: int) -> tuple[int, int]:
+    @cython.cfunc
+    def _start_ts(self, side: _Side, p: cython.Py_ssize_t, ts, frame) -> tuple:
         # The byte at p came either with an earlier call (still buffered) or with this one.
         if p < side.carry_len:
             return side.carry_ts, side.carry_frame
         return ts, frame
 
-    def _read_line(self, side: _Side, buf, pos: int, n: int, limit: int, kind: str, frame: int) -> int:
+    @cython.cfunc
+    def _read_line(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t,
+                   limit: cython.Py_ssize_t, kind: str, frame) -> cython.Py_ssize_t:
         """Index of the LF ending the line at pos; -1 if more bytes are needed (side.wait set)
         or the line is over ``limit`` (violation raised, state RESYNC)."""
-        nl = buf.find(b"\n", pos + side.scanned)
+        nl: cython.Py_ssize_t = buf.find(b"\n", pos + side.scanned)
         if nl >= 0:
             return nl
         if n - pos > limit:
@@ -458,10 +536,13 @@ class HttpSession:
         side.resume = pos
         return -1
 
-    def _find_section_end(self, side: _Side, buf, pos: int, n: int, frame: int) -> int:
+    @cython.cfunc
+    def _find_section_end(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t,
+                          frame) -> cython.Py_ssize_t:
         """Offset just past the empty line ending the header/trailer section that starts at
         pos (a line start); -1 when incomplete (side.wait) or over a cap (damaged)."""
-        c = buf[pos]
+        p: cython.p_uchar = buf
+        c: cython.int = p[pos]
         if c == 10:
             return pos + 1
         if c == 13:
@@ -471,13 +552,15 @@ class HttpSession:
                 side.wait = True
                 side.resume = pos
                 return -1
-            if buf[pos + 1] == 10:
+            if p[pos + 1] == 10:
                 return pos + 2
         # Bare LF line ends are accepted, so the section ends at "\n\r\n" or "\n\n",
         # whichever comes first.
-        s = pos + side.scanned
-        e1 = buf.find(b"\n\r\n", s)
-        e2 = buf.find(b"\n\n", s, e1 + 2 if e1 >= 0 else n)
+        s: cython.Py_ssize_t = pos + side.scanned
+        e1: cython.Py_ssize_t = buf.find(b"\n\r\n", s)
+        e2: cython.Py_ssize_t = buf.find(b"\n\n", s, e1 + 2 if e1 >= 0 else n)
+        end: cython.Py_ssize_t
+        j: cython.Py_ssize_t
         if e2 >= 0:
             end = e2 + 2
         elif e1 >= 0:
@@ -488,7 +571,7 @@ class HttpSession:
                 side.line_off = j + 1 - pos
             if side.hdr_bytes + n - pos > self.max_header_block:
                 self._damage(side, "header_too_large", frame)
-                side.skip_nl = buf[n - 1] != 10
+                side.skip_nl = p[n - 1] != 10
                 side.resume = n
                 return -1
             if n - pos - side.line_off > self.max_header_line:
@@ -507,43 +590,95 @@ class HttpSession:
             return -1
         return end
 
-    def _parse_fields(self, block: bytes, frame: int) -> dict[bytes, bytes] | None:
-        """The wanted header fields of a section (lower-case names, repeated fields joined
-        with ', ' as RFC 9110 5.3 allows); None if a line is over the cap."""
-        lines = block.splitlines()
-        if len(block) > self.max_header_line and max(map(len, lines)) > self.max_header_line:
-            return None
-        fields: dict[bytes, bytes] = {}
-        last = None
-        wanted = _WANTED
-        for line in lines:
-            name, sep, value = line.partition(b":")
-            if sep and line[0] != 32 and line[0] != 9:
-                name = name.lower()
-                if name not in wanted:
-                    # "Name :" is invalid but seen in the wild; only then pay for rstrip.
-                    name = name.rstrip()
-                    if name not in wanted:
-                        last = None
-                        continue
-                value = value.strip()
-                if name in fields:
-                    fields[name] += b", " + value
-                else:
-                    fields[name] = value
-                last = name
-            elif not line:
-                continue
-            elif line[0] == 32 or line[0] == 9:
-                # obs-fold (RFC 9112 5.2): a continuation of the previous field's value.
-                if last is not None:
-                    fields[last] += b" " + line.strip()
-            else:
-                self._violate("bad_header_line", frame)
-                last = None
-        return fields
+    @cython.cfunc
+    def _parse_fields(self, side: _Side, buf, a: cython.Py_ssize_t, b: cython.Py_ssize_t,
+                      frame) -> cython.bint:
+        """Put the wanted header fields of the section buf[a:b] in ``side.fields`` (repeated
+        fields joined with ', ' as RFC 9110 5.3 allows); False if a line is over the cap.
 
-    def _damage(self, side: _Side, kind: str, frame: int) -> None:
+        Lines end at CRLF, LF or a lone CR (as bytes.splitlines() splits them).  Only the
+        names are looked at (in place) and only wanted values are copied out.
+        """
+        p: cython.p_uchar = buf
+        fields: list = side.fields
+        f: cython.int
+        for f in range(_N_FIELDS):
+            fields[f] = None
+        last: cython.int = -1
+        bad: cython.Py_ssize_t = 0
+        longest: cython.Py_ssize_t = 0
+        i: cython.Py_ssize_t = a
+        j: cython.Py_ssize_t
+        k: cython.Py_ssize_t
+        ne: cython.Py_ssize_t
+        vs: cython.Py_ssize_t
+        ve: cython.Py_ssize_t
+        c: cython.int
+        while i < b:
+            j = i
+            while j < b:
+                c = p[j]
+                if c == 10 or c == 13:
+                    break
+                j += 1
+            # The line is buf[i:j].
+            if j - i > longest:
+                longest = j - i
+            if j > i:
+                c = p[i]
+                if c == 32 or c == 9:
+                    # obs-fold (RFC 9112 5.2): a continuation of the previous field's value.
+                    if last >= 0:
+                        vs = i
+                        ve = j
+                        while vs < ve and _is_space(p[vs]):
+                            vs += 1
+                        while ve > vs and _is_space(p[ve - 1]):
+                            ve -= 1
+                        fields[last] = fields[last] + b" " + _bytes(buf, p, vs, ve)
+                else:
+                    k = i
+                    while k < j and p[k] != 58:  # ':'
+                        k += 1
+                    if k == j:
+                        bad += 1
+                        last = -1
+                    else:
+                        f = _wanted(p, i, k)
+                        if f < 0:
+                            # "Name :" is invalid but seen in the wild.
+                            ne = k
+                            while ne > i and _is_space(p[ne - 1]):
+                                ne -= 1
+                            if ne != k:
+                                f = _wanted(p, i, ne)
+                        if f >= 0:
+                            vs = k + 1
+                            ve = j
+                            while vs < ve and _is_space(p[vs]):
+                                vs += 1
+                            while ve > vs and _is_space(p[ve - 1]):
+                                ve -= 1
+                            value = _bytes(buf, p, vs, ve)
+                            if fields[f] is None:
+                                fields[f] = value
+                            else:
+                                fields[f] = fields[f] + b", " + value
+                        last = f
+            # Next line: after CRLF, LF or a lone CR.
+            if j < b and p[j] == 13 and j + 1 < b and p[j + 1] == 10:
+                i = j + 2
+            else:
+                i = j + 1
+        if b - a > self.max_header_line and longest > self.max_header_line:
+            return False
+        while bad:
+            self._violate("bad_header_line", frame)
+            bad -= 1
+        return True
+
+    @cython.cfunc
+    def _damage(self, side: _Side, kind: str, frame) -> cython.void:
         """Framing of the current message is lost: flag it and resynchronise."""
         if kind:
             self._violate(kind, frame)
@@ -554,14 +689,15 @@ class HttpSession:
                 ex.response_body_decoded_len = None
             _span(ex)
             if side.is_server and not side.interim:
-                self._settle_client(ex, tunnel=False)
+                self._settle_client(ex, False)
         side.inflater = None
         side.ex = None
         side.interim = False
         side.state = _RESYNC
         side.skip_nl = False
 
-    def _resync(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
+    @cython.cfunc
+    def _resync(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
         # Line by line until one parses as a start line; rare, so simplicity beats speed.
         while pos < n:
             nl = buf.find(b"\n", pos + side.scanned)
@@ -596,17 +732,19 @@ class HttpSession:
 
     # ------------------------------------------------------------------ requests
 
-    def _start_request(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
+    @cython.cfunc
+    def _start_request(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        p: cython.p_uchar = buf
         # RFC 9112 2.2: empty lines before a request line are ignored.
-        while buf[pos] == 13 or buf[pos] == 10:
+        while p[pos] == 13 or p[pos] == 10:
             pos += 1
             if pos == n:
                 return pos
-        nl = buf.find(b"\n", pos + side.scanned)
+        nl: cython.Py_ssize_t = buf.find(b"\n", pos + side.scanned)
         if nl < 0:
             self._read_line(side, buf, pos, n, self.max_header_line, "request_line_too_large", frame)
             return side.resume
-        parsed = parse_request_line(bytes(buf[pos:nl]))
+        parsed = parse_request_line(_bytes(buf, p, pos, nl), True)
         if parsed is None:
             self._violate("junk_before_request", frame)
             side.state = _RESYNC
@@ -624,21 +762,21 @@ class HttpSession:
         side.ex = ex
         if version == "0.9":
             # An HTTP/0.9 request is the one line; no header section, no body.
-            self._message_done(side, ts, frame)
+            self._message_done(side, ts, frame, False)
             return nl + 1
         # Fast path: the whole header section is already here and within the caps, so
         # parse it now rather than in the HEADERS state (same result, fewer steps).
-        end = buf.find(b"\n\r\n", nl)
+        end: cython.Py_ssize_t = buf.find(b"\n\r\n", nl)
         if end >= 0 and end + 3 - pos <= self.max_header_block and buf.find(b"\n\n", nl, end) < 0:
-            fields = self._parse_fields(bytes(buf[nl + 1 : end + 1]), frame)
-            if fields is not None:
-                self._request_fields(side, ex, fields, ts, frame)
+            if self._parse_fields(side, buf, nl + 1, end + 1, frame):
+                self._request_fields(side, ex, ts, frame)
                 return end + 3
         side.hdr_bytes = nl + 1 - pos
         side.state = _HEADERS
         return nl + 1
 
-    def _new_request(self, method, uri, version, t0, f0, ts, frame) -> Exchange:
+    @cython.cfunc
+    def _new_request(self, method, uri, version, t0, f0, ts, frame) -> object:
         index = self._next_index
         self._next_index = index + 1
         self.pending += 1
@@ -663,30 +801,39 @@ class HttpSession:
                 q.append(1)
         return ex
 
-    def _request_headers(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
-        end = self._find_section_end(side, buf, pos, n, frame)
+    @cython.cfunc
+    def _request_headers(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        end: cython.Py_ssize_t = self._find_section_end(side, buf, pos, n, frame)
         if end < 0:
             return side.resume
-        fields = self._parse_fields(bytes(buf[pos:end]), frame)
-        if fields is None:
+        if not self._parse_fields(side, buf, pos, end, frame):
             self._damage(side, "header_line_too_large", frame)
             return end
-        self._request_fields(side, side.ex, fields, ts, frame)
+        self._request_fields(side, side.ex, ts, frame)
         return end
 
-    def _request_fields(self, side: _Side, ex: Exchange, fields: dict, ts: int, frame: int) -> None:
+    @cython.cfunc
+    def _request_fields(self, side: _Side, ex, ts, frame) -> cython.void:
         """Record the request's header fields and choose how its body is framed."""
         ex.request_end_ns = ts
         ex.request_last_frame = frame
-        for name, value in fields.items():
-            attr = _REQ_TEXT.get(name)
-            if attr is not None:
-                setattr(ex, attr, value.decode("utf-8", "backslashreplace"))
-        get = fields.get
+        fields: list = side.fields
+        v = fields[_F_HOST]
+        if v is not None:
+            ex.host = _text(v)
+        v = fields[_F_UA]
+        if v is not None:
+            ex.user_agent = _text(v)
+        v = fields[_F_CT]
+        if v is not None:
+            ex.req_content_type = _text(v)
+        v = fields[_F_CONN]
+        if v is not None:
+            ex.req_connection = _text(v)
 
         # Message body length of a request, RFC 9112 6.3 (rules 1, 2 and 7 are about responses).
-        te = get(b"transfer-encoding")
-        cl = get(b"content-length")
+        te = fields[_F_TE]
+        cl = fields[_F_CL]
         if te is not None and te.strip():
             # Rule 3: "If a Transfer-Encoding header field is present and the chunked
             # transfer coding is the final encoding, the message body length is determined
@@ -721,14 +868,15 @@ class HttpSession:
                 return
         # Rule 6: "If this is a request message and none of the above are true, then the
         # message body length is zero (no message body is present)."
-        if ex.method == "CONNECT" or get(b"upgrade") is not None:
-            self._message_done(side, ts, frame, hold=True)
+        if ex.method == "CONNECT" or fields[_F_UPG] is not None:
+            self._message_done(side, ts, frame, True)
         else:
-            self._message_done(side, ts, frame)
+            self._message_done(side, ts, frame, False)
 
     # ------------------------------------------------------------------ responses
 
-    def _pop_for_response(self, frame: int) -> tuple[Exchange, bool]:
+    @cython.cfunc
+    def _pop_for_response(self, frame) -> tuple:
         """The exchange a final response belongs to, and whether it came from the queue."""
         q = self._queue
         if q:
@@ -749,7 +897,8 @@ class HttpSession:
         self.exchanges.append(ex)
         return ex, False
 
-    def _start_response(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
+    @cython.cfunc
+    def _start_response(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
         q = self._queue
         head = q[0] if q else None
         if type(head) is int:
@@ -769,15 +918,16 @@ class HttpSession:
                 side.ex = ex
                 side.state = _CLOSE_BODY
                 return pos
-        while buf[pos] == 13 or buf[pos] == 10:
+        p: cython.p_uchar = buf
+        while p[pos] == 13 or p[pos] == 10:
             pos += 1
             if pos == n:
                 return pos
-        nl = buf.find(b"\n", pos + side.scanned)
+        nl: cython.Py_ssize_t = buf.find(b"\n", pos + side.scanned)
         if nl < 0:
             self._read_line(side, buf, pos, n, self.max_header_line, "status_line_too_large", frame)
             return side.resume
-        parsed = parse_status_line(bytes(buf[pos:nl]))
+        parsed = parse_status_line(_bytes(buf, p, pos, nl))
         if parsed is None:
             self._violate("junk_before_response", frame)
             side.state = _RESYNC
@@ -818,28 +968,28 @@ class HttpSession:
             side.interim = False
         side.ex = ex
         # Fast path, as for requests.
-        end = buf.find(b"\n\r\n", nl)
+        end: cython.Py_ssize_t = buf.find(b"\n\r\n", nl)
         if end >= 0 and end + 3 - pos <= self.max_header_block and buf.find(b"\n\n", nl, end) < 0:
-            fields = self._parse_fields(bytes(buf[nl + 1 : end + 1]), frame)
-            if fields is not None:
-                self._response_fields(side, ex, fields, ts, frame)
+            if self._parse_fields(side, buf, nl + 1, end + 1, frame):
+                self._response_fields(side, ex, ts, frame)
                 return end + 3
         side.hdr_bytes = nl + 1 - pos
         side.state = _HEADERS
         return nl + 1
 
-    def _response_headers(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
-        end = self._find_section_end(side, buf, pos, n, frame)
+    @cython.cfunc
+    def _response_headers(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        end: cython.Py_ssize_t = self._find_section_end(side, buf, pos, n, frame)
         if end < 0:
             return side.resume
-        fields = self._parse_fields(bytes(buf[pos:end]), frame)
-        if fields is None:
+        if not self._parse_fields(side, buf, pos, end, frame):
             self._damage(side, "header_line_too_large", frame)
             return end
-        self._response_fields(side, side.ex, fields, ts, frame)
+        self._response_fields(side, side.ex, ts, frame)
         return end
 
-    def _response_fields(self, side: _Side, ex: Exchange, fields: dict, ts: int, frame: int) -> None:
+    @cython.cfunc
+    def _response_fields(self, side: _Side, ex, ts, frame) -> cython.void:
         """Record the response's header fields and frame its body (RFC 9112 6.3)."""
         if side.interim:
             if ex.last_frame is None or frame > ex.last_frame:
@@ -850,38 +1000,45 @@ class HttpSession:
             return
         ex.response_end_ns = ts
         ex.response_last_frame = frame
-        for name, value in fields.items():
-            attr = _RESP_TEXT.get(name)
-            if attr is not None:
-                setattr(ex, attr, value.decode("utf-8", "backslashreplace"))
-        get = fields.get
-        ce = get(b"content-encoding")
+        fields: list = side.fields
+        v = fields[_F_CT]
+        if v is not None:
+            ex.resp_content_type = _text(v)
+        v = fields[_F_CONN]
+        if v is not None:
+            ex.resp_connection = _text(v)
+        v = fields[_F_KA]
+        if v is not None:
+            ex.resp_keep_alive = _text(v)
+        ce = fields[_F_CE]
+        if ce is not None:
+            ex.resp_content_encoding = _text(ce)
 
         status = ex.status
         method = ex.method  # None when unpaired or unstored: framed like a GET
         # Message body length of a response, RFC 9112 6.3.
         if status == 101:
             # Rule 1 (1xx has no body) and the protocol switch that 101 announces.
-            self._message_done(side, ts, frame)
+            self._message_done(side, ts, frame, False)
             self._start_tunnel("upgrade")
             return
         if method == "CONNECT" and 200 <= status < 300:
             # Rule 2: "Any 2xx (Successful) response to a CONNECT request implies that the
             # connection will become a tunnel immediately after the empty line that
             # concludes the header fields."
-            self._message_done(side, ts, frame)
+            self._message_done(side, ts, frame, False)
             self._start_tunnel("connect")
             return
-        self._settle_client(ex, tunnel=False)
+        self._settle_client(ex, False)
         if method == "HEAD" or status == 204 or status == 304 or 100 <= status < 200:
             # Rule 1: "Any response to a HEAD request and any response with a 1xx
             # (Informational), 204 (No Content), or 304 (Not Modified) status code is always
             # terminated by the first empty line after the header fields ... and thus cannot
             # contain a message body or trailer section."
-            self._message_done(side, ts, frame)
+            self._message_done(side, ts, frame, False)
             return
-        te = get(b"transfer-encoding")
-        cl = get(b"content-length")
+        te = fields[_F_TE]
+        cl = fields[_F_CL]
         if te is not None and te.strip():
             if cl is not None:
                 self._violate("content_length_with_transfer_encoding", frame)
@@ -910,7 +1067,7 @@ class HttpSession:
                 side.state = _BODY
                 side.remaining = length
             else:
-                self._message_done(side, ts, frame)
+                self._message_done(side, ts, frame, False)
             return
         # Rule 7: "Otherwise, this is a response message without a declared message body
         # length, so the message body length is determined by the number of octets received
@@ -918,7 +1075,8 @@ class HttpSession:
         self._start_decoder(side, ce)
         side.state = _CLOSE_BODY
 
-    def _start_decoder(self, side: _Side, ce: bytes | None) -> None:
+    @cython.cfunc
+    def _start_decoder(self, side: _Side, ce) -> cython.void:
         if ce is None:
             return
         codings = [c.strip().lower() for c in ce.split(b",")]
@@ -926,7 +1084,8 @@ class HttpSession:
         if len(codings) == 1 and codings[0] in _INFLATABLE:
             side.inflater = _Inflater(_INFLATABLE[codings[0]], self.max_decoded_body)
 
-    def _settle_client(self, ex: Exchange, tunnel: bool) -> None:
+    @cython.cfunc
+    def _settle_client(self, ex, tunnel: cython.bint) -> cython.void:
         """The final response to a held CONNECT/Upgrade request is known: release the client."""
         c = self._client
         if c.state != _PAUSED or c.await_ex is not ex:
@@ -940,8 +1099,10 @@ class HttpSession:
         if c.buf and not c.running:
             self._feed(c, b"", c.last_ts, c.last_frame)
 
-    def _start_tunnel(self, kind: str) -> None:
+    @cython.cfunc
+    def _start_tunnel(self, kind: str) -> cython.void:
         self.tunnel = kind
+        side: _Side
         for side in (self._client, self._server):
             if side.state == _PAUSED:
                 side.await_ex = None
@@ -954,8 +1115,9 @@ class HttpSession:
 
     # ------------------------------------------------------------------ chunked bodies
 
-    def _chunk_size(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
-        nl = self._read_line(side, buf, pos, n, self.max_chunk_line, "bad_chunk_size", frame)
+    @cython.cfunc
+    def _chunk_size(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        nl: cython.Py_ssize_t = self._read_line(side, buf, pos, n, self.max_chunk_line, "bad_chunk_size", frame)
         if nl < 0:
             return side.resume
         # chunk-size [ chunk-ext ] CRLF; whitespace before ';' is tolerated as many servers
@@ -979,8 +1141,10 @@ class HttpSession:
             side.remaining = size
         return nl + 1
 
-    def _chunk_end(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
-        c = buf[pos]
+    @cython.cfunc
+    def _chunk_end(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        p: cython.p_uchar = buf
+        c: cython.int = p[pos]
         if c == 10:
             side.state = _CHUNK_SIZE
             return pos + 1
@@ -988,22 +1152,24 @@ class HttpSession:
             if pos + 1 == n:
                 side.wait = True
                 return pos
-            if buf[pos + 1] == 10:
+            if p[pos + 1] == 10:
                 side.state = _CHUNK_SIZE
                 return pos + 2
         self._damage(side, "bad_chunk_terminator", frame)
         return pos
 
-    def _trailer(self, side: _Side, buf, pos: int, n: int, ts: int, frame: int) -> int:
-        end = self._find_section_end(side, buf, pos, n, frame)
+    @cython.cfunc
+    def _trailer(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        end: cython.Py_ssize_t = self._find_section_end(side, buf, pos, n, frame)
         if end < 0:
             return side.resume
-        self._message_done(side, ts, frame)
+        self._message_done(side, ts, frame, False)
         return end
 
     # ------------------------------------------------------------------ message ends
 
-    def _message_done(self, side: _Side, ts: int, frame: int, hold: bool = False) -> None:
+    @cython.cfunc
+    def _message_done(self, side: _Side, ts, frame, hold: cython.bint) -> cython.void:
         ex = side.ex
         side.ex = None
         side.state = _START
@@ -1029,7 +1195,8 @@ class HttpSession:
         if last is None or frame > last:
             ex.last_frame = frame
 
-    def _decoded(self, side: _Side, frame: int) -> int | None:
+    @cython.cfunc
+    def _decoded(self, side: _Side, frame) -> object:
         inf = side.inflater
         side.inflater = None
         result = inf.result()
@@ -1039,7 +1206,8 @@ class HttpSession:
 
     # ------------------------------------------------------------------ gaps and the end
 
-    def _guarded_gap(self, side: _Side, nbytes: int, ts: int, frame: int) -> None:
+    @cython.cfunc
+    def _guarded_gap(self, side: _Side, nbytes, ts, frame) -> cython.void:
         try:
             self._gap(side, nbytes, ts, frame)
         except Exception:  # noqa: BLE001
@@ -1050,7 +1218,8 @@ class HttpSession:
                 side.inflater = None
                 side.state = _RESYNC
 
-    def _gap(self, side: _Side, nbytes: int, ts: int, frame: int) -> None:
+    @cython.cfunc
+    def _gap(self, side: _Side, nbytes, ts, frame) -> cython.void:
         if nbytes <= 0 or self._finished:
             return
         st = side.state
@@ -1076,7 +1245,7 @@ class HttpSession:
                 side.remaining -= k
                 if not side.remaining:
                     if st == _BODY:
-                        self._message_done(side, ts, frame)
+                        self._message_done(side, ts, frame, False)
                     else:
                         side.state = _CHUNK_END
             if not nbytes:
@@ -1092,8 +1261,11 @@ class HttpSession:
         side.scanned = 0
         side.line_off = 0
 
-    def _finish(self) -> None:
-        c, s = self._client, self._server
+    @cython.cfunc
+    def _finish(self) -> cython.void:
+        c: _Side = self._client
+        s: _Side = self._server
+        side: _Side
         for side in (c, s):
             # Let the parsers look at what is buffered without waiting for more.
             if side.state not in (_DEAD, _PAUSED) and side.buf:
@@ -1116,17 +1288,80 @@ class HttpSession:
                 else:
                     parsed = parse_request_line(line, allow_09=False)
                     if parsed is not None:
-                        self._new_request(*parsed, side.carry_ts, side.carry_frame,
+                        method, uri, version = parsed
+                        self._new_request(method, uri, version, side.carry_ts, side.carry_frame,
                                           side.carry_ts, side.carry_frame)
         if s.state == _CLOSE_BODY and s.ex is not None:
             # Rule 7 (and HTTP/0.9): the close is what ends this body.
-            self._message_done(s, s.last_ts, s.last_frame)
+            self._message_done(s, s.last_ts, s.last_frame, False)
             s.ex = None
         elif s.ex is not None and s.inflater is not None:
             # Cut-off response: report what its received part decodes to.
             s.ex.response_body_decoded_len = self._decoded(s, s.last_frame)
         for ex in self.exchanges:
             _span(ex)
+
+
+@cython.cfunc
+@cython.inline
+def _is_space(c: cython.int) -> cython.bint:
+    # What bytes.strip() strips (a line never holds CR or LF).
+    return c == 32 or c == 9 or c == 11 or c == 12
+
+
+@cython.cfunc
+def _bytes(buf, p: cython.p_uchar, a: cython.Py_ssize_t, b: cython.Py_ssize_t) -> bytes:
+    """buf[a:b] as bytes (p points at buf's first byte when compiled)."""
+    if cython.compiled:
+        return cython.cast(cython.p_char, p)[a:b]
+    return bytes(buf[a:b])
+
+
+@cython.cfunc
+def _wanted(p: cython.p_uchar, a: cython.Py_ssize_t, b: cython.Py_ssize_t) -> cython.int:
+    """Slot of the field named by the bytes at [a, b) (any case), or -1 if not wanted."""
+    n: cython.Py_ssize_t = b - a
+    f: cython.int
+    c: cython.int
+    if n == 4:
+        f = _F_HOST
+    elif n == 7:
+        f = _F_UPG
+    elif n == 10:
+        c = p[a] | 0x20
+        if c == 117:  # u
+            f = _F_UA
+        elif c == 99:  # c
+            f = _F_CONN
+        elif c == 107:  # k
+            f = _F_KA
+        else:
+            return -1
+    elif n == 12:
+        f = _F_CT
+    elif n == 14:
+        f = _F_CL
+    elif n == 16:
+        f = _F_CE
+    elif n == 17:
+        f = _F_TE
+    else:
+        return -1
+    name: bytes = _NAMES[f]
+    i: cython.Py_ssize_t
+    for i in range(n):
+        c = p[a + i]
+        if 65 <= c <= 90:  # ASCII upper case only, as bytes.lower()
+            c += 32
+        if c != name[i]:
+            return -1
+    return f
+
+
+@cython.cfunc
+@cython.inline
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _span(ex: Exchange) -> None:

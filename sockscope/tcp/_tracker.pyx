@@ -223,6 +223,7 @@ cdef class Tracker:
     cdef public object session_factory
     cdef public object detect
     cdef public object sink        # called with each retired Conn's row dict-like
+    cdef public object on_close    # live mode: called at each connection's first FIN/RST
     cdef public int64_t capture_first_ts
     cdef public int64_t capture_last_ts
     cdef public int64_t packets
@@ -251,6 +252,7 @@ cdef class Tracker:
         self.evicted = 0
         self.shard_k = 0
         self.shard_n = 1
+        self.on_close = None
 
     # -- table ----------------------------------------------------------------------------
     cdef uint64_t key_hash(self, Pkt* p):
@@ -697,6 +699,8 @@ cdef class Tracker:
                 c.close_frame = p.frame
                 if c.last_pay_ts >= 0:
                     c.idle_close_ns = p.ts_ns - c.last_pay_ts
+                if self.on_close is not None:
+                    self.report_close(c, p)
             if (fin and S.fin_frame == p.frame) or (rst and S.rst_frame == p.frame):
                 if length > 0 and not rst:
                     pass   # data on the FIN is activity, handled below before the event
@@ -733,6 +737,28 @@ cdef class Tracker:
                 upto = P.fin_pos
             if upto > P.next_rel and upto - P.next_rel < (1 << 34):
                 self.declare_gap(c, 1 - d, upto, not (fin or rst), p.ts_ns, p.frame)
+
+    cdef void report_close(self, Conn c, Pkt* p):
+        """Live mode: what a person needs the moment a connection starts closing."""
+        cdef int cl = c.client
+        cdef int alen = 4 if c.af == 4 else 16
+        if c.session is not None:
+            outstanding = c.session.pending > 0
+            level = "http"
+        else:
+            outstanding = c.last_pay_side == cl
+            level = "tcp"
+        self.on_close({
+            "conn_id": c.conn_id, "client_addr": PyBytes_FromStringAndSize(<char*>c.addr[cl], alen),
+            "client_port": c.port[cl], "server_addr": PyBytes_FromStringAndSize(<char*>c.addr[1 - cl], alen),
+            "server_port": c.port[1 - cl], "closed_by": "client" if c.close_side == cl else "server",
+            "close_kind": "RST" if c.close_kind == 2 else "FIN", "close_ts": c.close_ts,
+            "close_frame": c.close_frame,
+            "idle_s": c.idle_close_ns / 1e9 if c.idle_close_ns >= 0 else None,
+            "last_payload_frame": c.last_pay_frame if c.last_pay_frame >= 0 else None,
+            "outstanding": bool(outstanding), "level": level,
+            "requests": len(c.session.exchanges) if c.session is not None else 0,
+        })
 
     # -- driving ------------------------------------------------------------------------
     def run(self, PacketSource src, progress=None):

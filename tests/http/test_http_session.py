@@ -487,3 +487,14 @@ def test_data_after_finish_is_ignored():
     sess.client_data(GET, 2, 2)
     sess.server_gap(10, 3, 3)
     assert sess.finish() is ex and len(ex) == 1
+
+
+def test_positional_exchange_construction():
+    # HttpSession builds Exchange positionally for speed; this pins the field order it assumes.
+    sess = HttpSession()
+    sess.client_data(GET, 7, 3)
+    ex = sess.exchanges[0]
+    want = Exchange(1, method="GET", uri="/a", version="1.1", host="example.com", user_agent="t/1",
+                    request_start_ns=7, request_end_ns=7, first_frame=3, last_frame=3,
+                    request_first_frame=3, request_last_frame=3, request_complete=True)
+    assert ex == want
