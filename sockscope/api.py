@@ -42,6 +42,30 @@ class Capture:
 
         return findings_table(self)
 
+    @cached_property
+    def anomalies(self) -> pd.DataFrame:
+        """Named oddities in the input, Zeek's weird.log style: kind, layer, count, example frames.
+
+        Packets the reader skipped (truncated or impossible headers, fragments, unknown link
+        types), damage it stopped at (warnings), and HTTP protocol violations.
+        """
+        rows: list[dict[str, Any]] = []
+        for kind, n in self.facts.get("status_counts", {}).items():
+            if kind in ("tcp", "not_ip", "not_tcp"):
+                continue        # ordinary traffic that is simply not TCP
+            rows.append({"kind": kind, "layer": "packet", "count": n, "frames": None, "detail": None})
+        for w in self.facts.get("warnings", []):
+            rows.append({"kind": "damaged_input", "layer": "file", "count": 1, "frames": None, "detail": w})
+        for kind, frames in self.facts.get("http_violation_frames", {}).items():
+            rows.append({"kind": kind, "layer": "http", "count": self.facts["http_violations"].get(kind, len(frames)),
+                         "frames": list(frames), "detail": None})
+        df = pd.DataFrame(rows, columns=["kind", "layer", "count", "frames", "detail"])
+        df["kind"] = df["kind"].astype("category")
+        df["layer"] = pd.Categorical(df["layer"], categories=["file", "packet", "http"])
+        df["count"] = df["count"].astype("int64")
+        df["detail"] = df["detail"].astype("string")
+        return df
+
     @property
     def plot(self) -> "PlotAccessor":  # noqa: F821
         """``cap.plot.timeline()``, ``cap.plot.idle_closes()`` (matplotlib figures)."""

@@ -163,6 +163,7 @@ class _Sink:
         self.ex_ended: list[str | None] = []
         self.gaps = _Columns(_GAP_FIELDS)
         self.violations: dict[str, list[int]] = {}
+        self.violation_counts: dict[str, int] = {}
 
     def __call__(self, conn_id: int, session, raw_gaps, proto: int, closes) -> tuple[int, int]:
         exchanges = session.finish() if session is not None else []
@@ -206,6 +207,7 @@ class _Sink:
         if session is not None:
             for kind, frame in session.violations:
                 lst = self.violations.setdefault(kind, [])
+                self.violation_counts[kind] = self.violation_counts.get(kind, 0) + 1
                 if len(lst) < 20:
                     lst.append(frame)
         for (s_ts, s_frame, e_ts, e_frame, code, start_code) in (raw_gaps if self.keep_gaps else ()):
@@ -355,7 +357,8 @@ def run(
     facts["tcp_packets"] = tracker.tcp_packets
     facts["connections"] = tracker.next_id
     facts["evicted_connections"] = tracker.evicted
-    facts["http_violations"] = {k: len(v) for k, v in sink.violations.items()}
+    facts["http_violations"] = dict(sink.violation_counts)
+    facts["http_violation_frames"] = {k: list(v) for k, v in sink.violations.items()}
     return EngineResult(
         connections=_connections_table(_rows_frame(rows)),
         requests=_requests_table(sink.requests_frame()),
