@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable
@@ -171,6 +172,8 @@ class _Sink:
         req_spans: list[tuple[int, int | None]] = []
         events = sorted((ts, 0 if "rst" in name else 1, name) for ts, name in zip(closes, _CLOSE_EVENTS)
                         if ts is not None)
+        outcomes: list[str] = []
+        ended_by: list[str | None] = []
         for ex in exchanges:
             if ex.no_request:
                 outcome = "no_request"
@@ -191,19 +194,19 @@ class _Sink:
                 # the first close at or after the request began, else the end of the capture
                 after = ex.request_start_ns if ex.request_start_ns is not None else ex.response_start_ns
                 ended = next((name for ts, _, name in events if after is None or ts >= after), "capture_end")
-            if not self.keep_requests:
-                continue
-            intern = self._intern
-            for col, kind, v in zip(self.req_cols, self._kinds, self._get(ex)):
+            outcomes.append(outcome)
+            ended_by.append(ended)
+        if self.keep_requests and exchanges:
+            # column by column for the whole connection: C-level transposes and extends
+            intern = sys.intern
+            for col, kind, vals in zip(self.req_cols, self._kinds, zip(*map(self._get, exchanges))):
                 if kind == "s":
-                    if v is not None and len(v) <= 256:
-                        v = intern.setdefault(v, v)
-                    col.append(v)
+                    col.extend([None if v is None else (intern(v) if len(v) <= 256 else v) for v in vals])
                 else:
-                    col.append(NA if v is None else v)
-            self.ex_conn.append(conn_id)
-            self.ex_outcome.append(outcome)
-            self.ex_ended.append(ended)
+                    col.extend([NA if v is None else v for v in vals])
+            self.ex_conn.extend([conn_id] * len(exchanges))
+            self.ex_outcome.extend(outcomes)
+            self.ex_ended.extend(ended_by)
         if session is not None:
             for kind, frame in session.violations:
                 lst = self.violations.setdefault(kind, [])
