@@ -60,7 +60,8 @@ def _binary_stream(source: str | os.PathLike | BinaryIO) -> tuple[BinaryIO, str]
             raise CaptureError(f"{name}: permission denied") from None
         except OSError as exc:
             raise CaptureError(f"{name}: cannot open ({exc.strerror})") from None
-    return source, getattr(source, "name", "<stream>")
+    name = getattr(source, "name", None)
+    return source, name if isinstance(name, str) else "<stream>"
 
 
 def open_source(source: str | os.PathLike | BinaryIO) -> PacketSource:
