@@ -47,7 +47,7 @@ def _expand(paths: tuple[str, ...] | list[str] | str) -> list[str]:
 
 def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", min_gap_s: float = 1.0,
           tls_keylog: str | None = None, tables: tuple[str, ...] = ("connections", "requests", "gaps"),
-          jobs: int = 1):
+          jobs: int = 1, scheduler: str | None = None):
     """Load with a progress line on stderr (only on a TTY); input errors exit 3."""
     import sockscope
 
@@ -71,6 +71,13 @@ def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", mi
             live.update(task, completed=n)
 
     try:
+        if scheduler:
+            from dask.distributed import Client
+
+            import sockscope.dask
+
+            with Client(scheduler) as client:
+                return sockscope.dask.analyze(paths, client=client, min_gap_s=min_gap_s)
         extra = {"tables": tables, "jobs": jobs} if engine == "native" else {}
         cap = sockscope.load(target, engine=engine, min_gap_s=min_gap_s, progress=progress,
                              tls_keylog=tls_keylog, **extra)
@@ -137,6 +144,9 @@ CAPTURE = click.argument("capture", type=click.Path(allow_dash=True, dir_okay=Fa
 CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=True))
 JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
                     help="Worker processes; flows are split by 4-tuple, output is identical to -j 1.")
+SCHEDULER = click.option("--scheduler", default=None, metavar="ADDRESS",
+                         help="Run the shards on a dask.distributed cluster (e.g. tcp://host:8786); "
+                              "the files must be readable by every worker.")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON array of row objects.")
 CSV = click.option("--csv", "as_csv", is_flag=True, help="Print CSV with the same columns.")
 ENGINE = click.option("--engine", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
@@ -167,8 +177,9 @@ def main() -> None:
 @ENGINE
 @KEYLOG
 @JOBS
+@SCHEDULER
 def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str, tls_keylog: str | None,
-            jobs: int) -> None:
+            jobs: int, scheduler: str | None) -> None:
     """One line per TCP connection: who talked, who closed it, with FIN or RST, after how much silence.
 
     Several files (or a directory) are read as one capture in time order, as tcpdump -C/-G
@@ -183,7 +194,8 @@ def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str,
     capture = captures
     # The summary needs only the connections table (request counts are on it): building
     # the requests table too would make memory grow with the number of requests.
-    cap = _load(capture, engine=engine, tls_keylog=tls_keylog, tables=("connections",), jobs=jobs)
+    cap = _load(capture, engine=engine, tls_keylog=tls_keylog, tables=("connections",), jobs=jobs,
+                scheduler=scheduler)
     df = cap.connections.sort_values(["start", "conn_id"], kind="stable")
     if _emit(df, as_json, as_csv):
         return
@@ -221,8 +233,9 @@ def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str,
 @ENGINE
 @KEYLOG
 @JOBS
+@SCHEDULER
 def requests(captures: tuple[str, ...], conn_ids: tuple[int, ...], as_json: bool, as_csv: bool, engine: str,
-             tls_keylog: str | None, jobs: int) -> None:
+             tls_keylog: str | None, jobs: int, scheduler: str | None) -> None:
     """HTTP/1.x requests grouped by connection: the reuse chain and what happened to each.
 
     \b
@@ -230,7 +243,7 @@ def requests(captures: tuple[str, ...], conn_ids: tuple[int, ...], as_json: bool
       sockscope requests captures/crafted/incident-before-fix.pcap
       sockscope requests --conn 0 --json capture.pcap
     """
-    cap = _load(captures, engine=engine, tls_keylog=tls_keylog, jobs=jobs)
+    cap = _load(captures, engine=engine, tls_keylog=tls_keylog, jobs=jobs, scheduler=scheduler)
     df = cap.requests
     if conn_ids:
         df = df[df["conn_id"].isin(conn_ids)]
