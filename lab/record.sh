@@ -5,14 +5,14 @@
 # usage: lab/record.sh SCENARIO [OUTDIR]
 #        lab/record.sh --list
 # OUTDIR defaults to captures/lab/SCENARIO. Needs root (tcpdump) and loopback only.
-# Writes OUTDIR/{capture.pcap, client.log, server.log, truth.json}.
+# Writes OUTDIR/{capture.pcap, client.log, server.log, truth.json} (+ sslkeys.log for https-*).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 PY="$ROOT/.venv/bin/python"
 
-SCENARIOS="before-fix after-fix timeout-3s agent-timeout-3s control-no-timeout control-no-axios control-axios-native keepalive-agent mixed late-rst any-sll2 ipv6 heartbeat"
+SCENARIOS="before-fix after-fix timeout-3s agent-timeout-3s control-no-timeout control-no-axios control-axios-native keepalive-agent mixed late-rst any-sll2 ipv6 heartbeat https-before-fix https-after-fix"
 
 if [[ "${1:-}" == "--list" ]]; then
   echo "$SCENARIOS" | tr ' ' '\n'
@@ -29,6 +29,8 @@ SERVER=app            # app (FastAPI/uvicorn) | plain (http.server)
 SERVER_ARGS=()
 CLIENT_ARGS=()
 DESCRIPTION=""
+TLS=0                 # 1: HTTPS with a throwaway self-signed certificate and a TLS key log
+SNI=lab.sockscope.test
 case "$SCENARIO" in
   before-fix)
     PORT=8301; CLIENT_ARGS=(--sessions 3 --axios-timeout 5000 --agent global)
@@ -69,6 +71,12 @@ case "$SCENARIO" in
   heartbeat)
     PORT=8311; SERVER_ARGS=(--heartbeat); CLIENT_ARGS=(--sessions 2 --axios-timeout 5000 --agent global)
     DESCRIPTION="Same client as before-fix; the server streams a space every 2 s during /exec, so the 5 s idle timer never fires and /exec completes on the reused socket." ;;
+  https-before-fix)
+    PORT=8314; TLS=1; CLIENT_ARGS=(--sessions 3 --axios-timeout 5000 --agent global --https --servername "$SNI")
+    DESCRIPTION="before-fix over HTTPS (TLS 1.3, self-signed certificate made at record time, SNI $SNI): same calls on https.globalAgent (keepAlive, timeout 5000 in Node 20); the client destroys the pooled socket 5 s into /exec. node --tls-keylog wrote sslkeys.log, so tshark can decrypt the requests." ;;
+  https-after-fix)
+    PORT=8315; TLS=1; SERVER_ARGS=(--fix); CLIENT_ARGS=(--sessions 2 --axios-timeout 5000 --agent global --https --servername "$SNI")
+    DESCRIPTION="after-fix over HTTPS: GET /files answered with Connection: close, /exec on a fresh socket completes after 10 s. TLS key log in sslkeys.log." ;;
   *)
     echo "unknown scenario '$SCENARIO'; known: $SCENARIOS" >&2; exit 2 ;;
 esac
@@ -79,12 +87,27 @@ SERVER_ARGS+=(--host "$HOST" --port "$PORT")
 [[ $EUID -eq 0 ]] || { echo "record.sh needs root for tcpdump" >&2; exit 1; }
 command -v tcpdump >/dev/null || { echo "tcpdump not installed (apt-get install tcpdump)" >&2; exit 1; }
 command -v node >/dev/null || { echo "node not installed" >&2; exit 1; }
+[[ $TLS -eq 0 ]] || command -v openssl >/dev/null || { echo "openssl not installed (needed for https-*)" >&2; exit 1; }
 "$HERE/setup.sh"
 
 # ------------------------------------------------------------------ run
 mkdir -p "$OUT"
-rm -f "$OUT/capture.pcap" "$OUT/client.log" "$OUT/server.log" "$OUT/truth.json"
+rm -f "$OUT/capture.pcap" "$OUT/client.log" "$OUT/server.log" "$OUT/truth.json" "$OUT/sslkeys.log"
 WORK="$(mktemp -d)"
+CLIENT_ENV=()
+NODE_OPTS=()
+if [[ $TLS -eq 1 ]]; then
+  # A throwaway self-signed certificate, made now and deleted with $WORK: its private key
+  # is never stored. The client trusts it via NODE_EXTRA_CA_CERTS (no verification is
+  # switched off); the TLS secrets of the recorded sessions go to OUTDIR/sslkeys.log.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=$SNI" -addext "subjectAltName=DNS:$SNI,IP:127.0.0.1,IP:::1" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>"$WORK/openssl.err" \
+    || { cat "$WORK/openssl.err" >&2; exit 1; }
+  SERVER_ARGS+=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
+  CLIENT_ENV=(NODE_EXTRA_CA_CERTS="$WORK/cert.pem")
+  NODE_OPTS=(--tls-keylog="$OUT/sslkeys.log")
+fi
 SERVER_PID=""; TCPDUMP_PID=""
 cleanup() {
   # Only the processes this script started, by pid.
@@ -122,9 +145,9 @@ for _ in $(seq 100); do
 done
 sleep 0.3
 
-CLIENT_CMD=(node "$HERE/client/client.js" "${CLIENT_ARGS[@]}")
+CLIENT_CMD=(node "${NODE_OPTS[@]}" "$HERE/client/client.js" "${CLIENT_ARGS[@]}")
 echo "[$SCENARIO] recording on $IFACE port $PORT ..." >&2
-"${CLIENT_CMD[@]}" >"$OUT/client.log" 2>"$WORK/client.err" || { cat "$WORK/client.err" >&2; exit 1; }
+env "${CLIENT_ENV[@]}" "${CLIENT_CMD[@]}" >"$OUT/client.log" 2>"$WORK/client.err" || { cat "$WORK/client.err" >&2; exit 1; }
 
 # The server may still be "executing" for a client that left (the incident's
 # server-side picture, and the late write in late-rst): wait until every exec_start
@@ -140,12 +163,17 @@ sleep 1
 kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" || true; TCPDUMP_PID=""
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
 grep -E "packets (captured|received|dropped)" "$WORK/tcpdump.err" | sed "s/^/[$SCENARIO] tcpdump: /" >&2 || true
+# Node creates the key log 0600; it only unlocks this throwaway capture, so let any reader use it.
+[[ -f "$OUT/sslkeys.log" ]] && chmod 644 "$OUT/sslkeys.log"
 
 rel() { local p="$1"; echo "${p/#$ROOT\//}"; }
+# Commands as recorded in truth.json: repo-relative paths, the temporary certificate
+# directory shown as \$WORK.
+show_cmd() { local a out=(); for a in "$@"; do a="${a//$WORK/\$WORK}"; a="${a//$ROOT\//}"; out+=("$a"); done; printf '%q ' "${out[@]}"; }
 "$PY" "$HERE/make_truth.py" "$OUT" \
   --scenario "$SCENARIO" --description "$DESCRIPTION" --interface "$IFACE" \
-  --server-cmd "$(printf '%q ' "${SERVER_CMD[@]/#$ROOT\//}")" \
-  --client-cmd "$(printf '%q ' "${CLIENT_CMD[@]/#$ROOT\//}")" \
+  --server-cmd "$(show_cmd "${SERVER_CMD[@]}")" \
+  --client-cmd "$(show_cmd "${CLIENT_ENV[@]}" "${CLIENT_CMD[@]}")" \
   --tcpdump-cmd "$(printf '%q ' "${TCPDUMP_CMD[@]/#$ROOT\//}")" \
   --record-cmd "lab/record.sh $SCENARIO"
-echo "[$SCENARIO] wrote $(rel "$OUT")/{capture.pcap,client.log,server.log,truth.json}" >&2
+echo "[$SCENARIO] wrote $(rel "$OUT")/{capture.pcap,client.log,server.log,truth.json$([[ $TLS -eq 1 ]] && echo ,sslkeys.log)}" >&2

@@ -4,6 +4,8 @@ Independent of sockscope on purpose: it asks tshark for per-packet fields and ap
 the simplest possible reading (first FIN/RST wins, keep-alive probes are not payload),
 then compares per client port with truth.json (which came from the programs' logs).
 
+HTTPS scenarios (a ``sslkeys.log`` next to the capture) are decrypted with that key log.
+
 usage: python lab/verify.py captures/lab/before-fix [more dirs...]
 exit status 1 if any check fails.
 """
@@ -21,7 +23,12 @@ FIELDS = ["frame.number", "frame.time_epoch", "tcp.srcport", "tcp.dstport", "tcp
 
 
 def packets(pcap: Path, port: int):
-    cmd = ["tshark", "-r", str(pcap), "-n", "-d", f"tcp.port=={port},http", "-T", "fields",
+    keylog = pcap.parent / "sslkeys.log"
+    if keylog.exists():  # HTTPS: TLS on this port, HTTP inside it (found by tshark's heuristic)
+        decode = ["-d", f"tcp.port=={port},tls", "-o", f"tls.keylog_file:{keylog}"]
+    else:
+        decode = ["-d", f"tcp.port=={port},http"]
+    cmd = ["tshark", "-r", str(pcap), "-n", *decode, "-T", "fields",
            "-E", "separator=\t", "-E", "occurrence=f"]
     for f in FIELDS:
         cmd += ["-e", f]

@@ -67,27 +67,40 @@ def _verdict(kind: str, rows: pd.DataFrame, cap) -> str:
 @KEYLOG
 @click.option("--min-gap", type=float, default=1.0, show_default=True,
               help="Silences at least this long (s) are listed as gaps.")
-def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, min_gap: float) -> None:
+@click.option("--log", "logs", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="An application log (client or server) to align with the capture: its clock offset is "
+                   "estimated from the requests it names and its lines are shown on their connections. "
+                   "Repeatable.")
+@click.option("--log-regex", default=None, metavar="RE",
+              help="Regex with a named group 'ts' (optional 'port', 'method', 'path', 'msg') for logs whose "
+                   "timestamp is not at the start of the line.")
+def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, min_gap: float,
+             logs: tuple[str, ...] = (), log_regex: str | None = None) -> None:
     """Who killed each connection, after how long, with what outstanding; the evidence to check it.
 
     Prints the verdict first (one paragraph per finding kind), then a short timeline per affected
     connection. Every figure names its frames; each finding has a Wireshark display filter.
+    With --log, each log file's clock offset to the capture is printed after the verdict and
+    its lines appear (📝) in the timelines of the connections they mention.
 
     \b
     Example:
       sockscope diagnose captures/crafted/incident-before-fix.pcap
       sockscope diagnose --json capture.pcap | jq '.[] | select(.kind == "client_idle_timeout")'
+      sockscope diagnose capture.pcap --log client.log --log server.log
     """
     cap = _load(capture, engine=engine, min_gap_s=min_gap, tls_keylog=tls_keylog)
     f = cap.findings
+    aligned, offsets = _align(cap, logs, log_regex) if logs else (None, {})
     if as_json:
-        output.write_json(f, sys.stdout)
+        output.write_json(f if aligned is None else _with_log_evidence(f, aligned, offsets), sys.stdout)
         return
     con = _console()
     con.print(_facts_header(cap))
     if f.empty:
         con.print("\n[green]No findings[/green]: no connection was closed with a request outstanding, "
                   "no late answers, no stale reuse.")
+        _print_offsets(con, offsets)
         return
     kinds = sorted(f["kind"].astype(str).unique(), key=lambda k: _ORDER.index(k) if k in _ORDER else 99)
     con.print()
@@ -99,6 +112,7 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
         con.print(f"[bold {color}]{_KIND_TITLE.get(kind, kind)}[/bold {color}] "
                   f"[dim]({kind}{f', {n_conn} connection(s)' if n_conn else ''})[/dim]")
         con.print("  " + escape(_verdict(kind, rows, cap)))
+    _print_offsets(con, offsets)
     conns = cap.connections.set_index("conn_id")
     affected = [cid for cid in f[f["severity"].astype(str) != "info"]["conn_id"].dropna().unique()]
     for cid in affected:
@@ -127,14 +141,87 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
         if not pd.isna(c.data_after_close_frame):
             events.append((c.data_after_close_ts, f"  {c.data_after_close_by} sends {c.data_after_close_bytes} bytes "
                                                   f"after the close (frame {c.data_after_close_frame})"))
+        if aligned is not None:
+            events.extend(_log_events(aligned, int(cid), c))
         events.sort(key=lambda e: e[0])
         for ts, text in events:
-            con.print(f"  {_t(ts)}  {escape(text)}")
+            con.print(f"  {_t(ts)}  {escape(text)}", soft_wrap=text.startswith("📝"))
         for r in f[f["conn_id"] == cid].itertuples():
             if str(r.severity) != "info":
                 con.print(f"  [dim]{r.kind}: {escape(str(r.display_filter))}[/dim]")
     con.print("\n[dim]Paste a filter into Wireshark to see exactly the packets behind a finding; "
               "`--json` gives every figure.[/dim]")
+
+
+def _align(cap, logs: tuple[str, ...], regex: str | None) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Aligned log lines and per-file offsets; log errors exit 3, a file with no match warns on stderr."""
+    import warnings
+
+    from sockscope.cli import _die
+    from sockscope.errors import SockscopeError
+    from sockscope.logs import LogAlignmentWarning, align_logs
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LogAlignmentWarning)   # reported below, once, in our words
+            aligned, offsets = align_logs(cap, list(logs), regex=regex)
+    except SockscopeError as exc:
+        _die(str(exc))
+    for src, info in offsets.items():
+        if info.get("warning"):
+            click.echo(f"sockscope: warning: {src}: {info['warning']}", err=True)
+    return aligned, offsets
+
+
+def _print_offsets(con, offsets: dict[str, dict[str, Any]]) -> None:
+    from sockscope.logs import describe_offset
+
+    if not offsets:
+        return
+    con.print()
+    for src, info in offsets.items():
+        con.print(escape(describe_offset(src, info)), soft_wrap=True)
+
+
+def _ago(delta_s: float) -> str:
+    a = abs(delta_s)
+    return f"{a * 1e3:.1f} ms" if a < 1 else f"{a:.3f} s"
+
+
+def _log_events(aligned: pd.DataFrame, cid: int, c: Any) -> list[tuple[Any, str]]:
+    """Timeline entries for the log lines placed on one connection."""
+    out: list[tuple[Any, str]] = []
+    for r in aligned[aligned["conn_id"] == cid].itertuples(index=False):
+        text = str(r.text).split("\n", 1)[0]
+        if len(text) > 300:
+            text = text[:299] + "…"
+        rel = ""
+        if not pd.isna(r.delta_to_close_s):
+            d = float(r.delta_to_close_s)
+            rel = f" ({_ago(d)} {'after' if d >= 0 else 'before'} the {c.closed_by} {c.close_kind})"
+        out.append((r.adjusted_ts, f"📝 {r.source}: {text}{rel}"))
+    return out
+
+
+def _with_log_evidence(f: pd.DataFrame, aligned: pd.DataFrame, offsets: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Findings with ``evidence["log_alignment"]``: the offsets, and the lines of the finding's connection."""
+    srcs = {s: {k: i[k] for k in ("offset_s", "matches", "spread_s")} for s, i in offsets.items()}
+    out = f.copy()
+    evs = []
+    for cid, ev in zip(out["conn_id"], out["evidence"]):
+        ev = dict(ev)
+        entry: dict[str, Any] = {"sources": srcs}
+        if not pd.isna(cid):
+            sub = aligned[aligned["conn_id"] == int(cid)]
+            entry["lines"] = [
+                {"source": str(r.source), "line_no": int(r.line_no), "ts": r.ts.isoformat(),
+                 "adjusted_ts": r.adjusted_ts.isoformat(), "placed_by": None if pd.isna(r.placed_by) else str(r.placed_by),
+                 "delta_to_close_s": None if pd.isna(r.delta_to_close_s) else float(r.delta_to_close_s),
+                 "text": str(r.text)} for r in sub.itertuples(index=False)]
+        ev["log_alignment"] = entry
+        evs.append(ev)
+    out["evidence"] = evs
+    return out
 
 
 def _header_rule(spec: str) -> tuple[str, str, str, str]:

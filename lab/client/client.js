@@ -18,9 +18,16 @@
  * who closed the socket, and the error text the caller sees.
  *
  * See ../README.md for why the socket dies at 5 s with the pinned versions.
+ *
+ * --https speaks HTTPS to the same endpoints: both libraries then fall back to Node's
+ * https.globalAgent (keepAlive, timeout 5000 in Node 20, like http.globalAgent). The
+ * certificate is trusted through NODE_EXTRA_CA_CERTS (set by record.sh) and the TLS
+ * secrets are written by `node --tls-keylog=FILE`. --servername NAME puts NAME in the
+ * TLS SNI (set on the agent's options; it changes nothing about timers or pooling).
  */
 
 const http = require('http');
+const https = require('https');
 const dc = require('diagnostics_channel');
 const { performance } = require('perf_hooks');
 const axios = require('axios');
@@ -41,6 +48,8 @@ function parseArgs(argv) {
     thinkMs: 1000,
     sessionGapMs: 500,
     lingerMs: 0,
+    https: false,
+    servername: null,
   };
   const take = (i) => {
     if (i + 1 >= argv.length) throw new Error(`missing value for ${argv[i]}`);
@@ -61,12 +70,15 @@ function parseArgs(argv) {
       case '--think-ms': opts.thinkMs = Number(take(i)); i++; break;
       case '--session-gap-ms': opts.sessionGapMs = Number(take(i)); i++; break;
       case '--linger-ms': opts.lingerMs = Number(take(i)); i++; break;
+      case '--https': opts.https = true; break;
+      case '--servername': opts.servername = take(i); i++; break;
       case '-h': case '--help':
         process.stdout.write(
           'usage: node client.js [--sessions N] [--axios-timeout MS (0 = none)]\n' +
           '         [--agent global|keepalive|fresh] [--agent-timeout MS (keepalive only)]\n' +
           '         [--port P] [--host 127.0.0.1|::1] [--extra] [--think-ms MS]\n' +
-          '         [--session-gap-ms MS] [--linger-ms MS] [--no-axios] [--axios-max-redirects N]\n');
+          '         [--session-gap-ms MS] [--linger-ms MS] [--no-axios] [--axios-max-redirects N]\n' +
+          '         [--https [--servername NAME]]\n');
         process.exit(0);
         break;
       default:
@@ -74,6 +86,8 @@ function parseArgs(argv) {
     }
   }
   if (!['global', 'keepalive', 'fresh'].includes(opts.agent)) throw new Error(`bad --agent ${opts.agent}`);
+  if (opts.servername && !opts.https) throw new Error('--servername needs --https');
+  opts.mod = opts.https ? https : http;   // the module whose Agent (and globalAgent) is used
   return opts;
 }
 
@@ -222,14 +236,14 @@ dc.subscribe('http.client.request.start', ({ request }) => {
 // ---------------------------------------------------------------- agents
 function makeAgent(opts) {
   // 'global': pass no agent at all, exactly like the incident's code; both libraries
-  // then fall back to Node's http.globalAgent.
+  // then fall back to Node's http.globalAgent (https.globalAgent with --https).
   if (opts.agent === 'global') return undefined;
   if (opts.agent === 'keepalive') {
     const o = { keepAlive: true };
     if (opts.agentTimeout) o.timeout = opts.agentTimeout;
-    return instrumentAgent(new http.Agent(o));
+    return instrumentAgent(new opts.mod.Agent(o));
   }
-  return instrumentAgent(new http.Agent({ keepAlive: false }));
+  return instrumentAgent(new opts.mod.Agent({ keepAlive: false }));
 }
 
 // ---------------------------------------------------------------- requests
@@ -253,7 +267,7 @@ async function viaAxios(id, session, step, url, { timeout, agent, maxRedirects }
   // maxRedirects 0 makes axios call Node's http.request itself instead of going
   // through follow-redirects (lib/adapters/http.js picks the transport on it).
   if (maxRedirects !== null && maxRedirects !== undefined) cfg.maxRedirects = maxRedirects;
-  if (agent) cfg.httpAgent = agent;
+  if (agent) { cfg.httpAgent = agent; cfg.httpsAgent = agent; }   // axios picks by the URL's scheme
   const t = performance.now();
   log('request_start', { id, session, step, lib: 'axios', method: 'GET', url, axios_timeout_ms: timeout || 0 });
   try {
@@ -311,9 +325,9 @@ async function session(n, base, opts, agent) {
 //  - fast requests on one keep-alive socket (agent without idle timer) which is then
 //    left idle until the server's keep-alive timeout closes it;
 //  - a long /exec on a fresh, non-pooled socket that is answered in time.
-async function extraTraffic(base) {
-  const idleAgent = instrumentAgent(new http.Agent({ keepAlive: true }));
-  const freshAgent = instrumentAgent(new http.Agent({ keepAlive: false }));
+async function extraTraffic(base, mod) {
+  const idleAgent = instrumentAgent(new mod.Agent({ keepAlive: true }));
+  const freshAgent = instrumentAgent(new mod.Agent({ keepAlive: false }));
   const fast = (async () => {
     for (let i = 0; i < 3; i++) {
       await viaFetch(nextId('x-fast'), 'extra', 'fast_health', `${base}/health`, { agent: idleAgent });
@@ -331,10 +345,12 @@ async function extraTraffic(base) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-  const base = `http://${hostPart}:${opts.port}`;
-  instrumentAgent(http.globalAgent);
+  const base = `${opts.https ? 'https' : 'http'}://${hostPart}:${opts.port}`;
+  if (opts.servername) opts.mod.globalAgent.options.servername = opts.servername;
+  instrumentAgent(opts.mod.globalAgent);
   const agent = makeAgent(opts);
-  const effectiveAgent = agent || http.globalAgent;
+  if (agent && opts.servername) agent.options.servername = opts.servername;
+  const effectiveAgent = agent || opts.mod.globalAgent;
   log('client_start', {
     node: process.version, axios: require('axios/package.json').version,
     node_fetch: require('node-fetch/package.json').version,
@@ -342,10 +358,10 @@ async function main() {
     base, sessions: opts.sessions, axios_timeout_ms: opts.axiosTimeout, agent: opts.agent,
     agent_keep_alive: Boolean(effectiveAgent.keepAlive), agent_timeout_ms: effectiveAgent.options.timeout || 0,
     extra: opts.extra, think_ms: opts.thinkMs, no_axios: opts.noAxios,
-    axios_max_redirects: opts.axiosMaxRedirects,
+    axios_max_redirects: opts.axiosMaxRedirects, tls: opts.https, servername: opts.servername,
   });
 
-  const extra = opts.extra ? extraTraffic(base) : Promise.resolve([]);
+  const extra = opts.extra ? extraTraffic(base, opts.mod) : Promise.resolve([]);
   for (let n = 1; n <= opts.sessions; n++) {
     await session(n, base, opts, agent);
     if (n < opts.sessions) await sleep(opts.sessionGapMs);

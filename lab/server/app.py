@@ -16,6 +16,7 @@ client's TCP port, so the lab's truth.json can be derived from the logs alone.
 
 Run:  python lab/server/app.py --port 8100 [--fix] [--heartbeat] [--exec-seconds 10]
                                [--keep-alive-timeout 5] [--host 127.0.0.1|::1]
+                               [--tls-cert cert.pem --tls-key key.pem]   (HTTPS)
 """
 
 from __future__ import annotations
@@ -207,7 +208,11 @@ def main(argv=None) -> int:
     parser.add_argument("--exec-seconds", type=float, default=10.0)
     parser.add_argument("--keep-alive-timeout", type=int, default=5,
                         help="uvicorn timeout_keep_alive: idle keep-alive connections are closed by the server after this many seconds (uvicorn default 5)")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS (uvicorn ssl_certfile)")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert (uvicorn ssl_keyfile)")
     args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
 
     import uvicorn
 
@@ -215,7 +220,8 @@ def main(argv=None) -> int:
                      heartbeat_interval=args.heartbeat_interval)
     log("server_start", host=args.host, port=args.port, fix=args.fix, heartbeat=args.heartbeat,
         exec_seconds=args.exec_seconds, keep_alive_timeout=args.keep_alive_timeout,
-        uvicorn=uvicorn.__version__)
+        uvicorn=uvicorn.__version__, tls=bool(args.tls_cert))
+    tls = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key} if args.tls_cert else {}
     uvicorn.run(
         app,
         host=args.host,
@@ -225,6 +231,7 @@ def main(argv=None) -> int:
         timeout_keep_alive=args.keep_alive_timeout,
         access_log=False,  # our own log lines carry the client port and timestamp
         log_level="warning",
+        **tls,
     )
     return 0
 

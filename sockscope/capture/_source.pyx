@@ -297,9 +297,12 @@ cdef class PacketSource:
         self._pos = 0
         self._end = have
         mv = memoryview(self._buf)
+        # readinto1 (one underlying read per call) where the stream has it: a gzip stream
+        # that fails part-way would otherwise lose every byte of a large readinto.
+        readinto = getattr(self._fh, "readinto1", None) or self._fh.readinto
         while self._end < need:
             try:
-                got = self._fh.readinto(mv[self._end:self._cap])
+                got = readinto(mv[self._end:self._cap])
             except (OSError, EOFError, ValueError, zlib.error) as exc:
                 # gzip raises on a cut-off or corrupt stream (zlib.error for a damaged
                 # deflate body): keep what was decoded.
@@ -419,7 +422,10 @@ cdef class PacketSource:
             self._warn("pcapng interface block too short; ignored")
             return 0
         if i >= MAX_INTERFACES:
-            self._warn("more than 4096 interfaces in one pcapng section; extra ones ignored")
+            msg = "more than 4096 interfaces in one pcapng section; extra ones ignored"
+            w = self.info["warnings"]
+            if not w or w[len(w) - 1] != msg:   # once, not once per extra interface
+                self._warn(msg)
             return 0
         if i >= self._if_cap:
             self._if_cap = self._if_cap * 2 + 8

@@ -37,10 +37,25 @@ Close
     of the connection. ``idle_before_close_s`` is the close time minus the last frame with
     payload (``tcp.len > 0``, either direction, TCP keep-alive probes excluded because they
     are not activity) seen before that close; null when no payload preceded the close.
-    ``last_payload_ts``/``last_payload_frame`` are the last payload over the whole
-    connection (keep-alives excluded). ``end`` is the last packet, except that, as in
-    Zeek's ``duration``, packets after both sides sent a FIN do not extend it
-    (``last_frame`` is still the very last packet).
+    ``last_payload_ts``/``last_payload_frame``/``last_payload_by`` are that frame (the
+    last payload up to and including the close frame, as in the native engine; on a
+    connection that never closed, the last payload of all). Unlike the native engine a
+    retransmission counts as payload here (tshark also flags out-of-order segments that
+    carry new data, so its flag cannot be trusted to mean "nothing new"): after a
+    retransmitted segment the two engines may name different frames. ``end`` is the last packet,
+    except that, as in Zeek's ``duration``, packets after both sides sent a FIN do not
+    extend it (``last_frame`` is still the very last packet).
+Extra close columns (the native engine's, same meanings)
+    ``client_fin_ts``/``client_fin_frame``, ``server_fin_*``, ``client_rst_*``,
+    ``server_rst_*``: each side's first FIN and first RST. ``data_after_close_pkts`` /
+    ``_bytes`` count payload frames (keep-alives, RSTs and retransmissions excluded: a
+    frame counts when it carries sequence space that side had not sent before) after the
+    close frame, from either side; ``data_after_close_frame``/``_ts``/``_by`` describe
+    the first of them. ``protocol`` is ``http`` when tshark dissected HTTP (with a key
+    log: inside TLS), else ``tls`` when it saw a TLS handshake; ``sni`` the ClientHello's
+    server name.
+    The requests table likewise carries ``resp_version`` and ``request_first_frame`` /
+    ``request_last_frame`` / ``response_first_frame`` / ``response_last_frame``.
 State and history
     A simplified Zeek derivation from flags: letters S H A D F R (repeats only on a new
     sequence number for S/H/F/R), Q (SYN with FIN/RST), and the logarithmic T (tshark
@@ -89,7 +104,8 @@ import pandas as pd
 
 from sockscope.schema import CONNECTION_COLUMNS, REQUEST_COLUMNS, TS, frame_from_records
 
-__all__ = ["TsharkMissing", "TsharkFailed", "load_tables", "tshark_command", "FIELDS"]
+__all__ = ["TsharkMissing", "TsharkFailed", "load_tables", "tshark_command", "FIELDS",
+           "EXTRA_CONNECTION_COLUMNS", "EXTRA_REQUEST_COLUMNS"]
 
 
 class TsharkMissing(RuntimeError):
@@ -159,6 +175,36 @@ _PREFS: tuple[str, ...] = (
     "http.desegment_body:TRUE",
     "http.dechunk_body:TRUE",
 )
+
+# Columns after the contract's, as the native engine adds them (the analysis layer reads
+# them); same names and meanings, nullable dtypes.
+_SIDES = pd.CategoricalDtype(["client", "server"])
+EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {
+    "last_payload_by": _SIDES,
+    "client_fin_ts": TS,
+    "client_fin_frame": "Int64",
+    "server_fin_ts": TS,
+    "server_fin_frame": "Int64",
+    "client_rst_ts": TS,
+    "client_rst_frame": "Int64",
+    "server_rst_ts": TS,
+    "server_rst_frame": "Int64",
+    "data_after_close_pkts": "int64",
+    "data_after_close_bytes": "int64",
+    "data_after_close_frame": "Int64",
+    "data_after_close_ts": TS,
+    "data_after_close_by": _SIDES,
+}
+
+# Likewise for requests: the frames of each message (the analysis layer's evidence lists
+# ``request_last_frame``) and the response's HTTP version.
+EXTRA_REQUEST_COLUMNS: dict[str, Any] = {
+    "resp_version": "string",
+    "request_first_frame": "Int64",
+    "request_last_frame": "Int64",
+    "response_first_frame": "Int64",
+    "response_last_frame": "Int64",
+}
 
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _TWO32 = 1 << 32
@@ -230,6 +276,8 @@ class _Side:
     sent_ack: bool = False  # an ACK-flagged packet other than its RST
     fin_frame: int | None = None
     rst_frame: int | None = None
+    fin_ns: int | None = None
+    rst_ns: int | None = None
     data: bool = False
     gap: bool = False
     last_letter_seq: dict[str, int] = field(default_factory=dict)
@@ -301,6 +349,12 @@ class _Stream:
     idle_ns: int | None = None
     last_payload_ns: int | None = None
     last_payload_frame: int | None = None
+    last_payload_side: int | None = None
+    late_pkts: int = 0
+    late_bytes: int = 0
+    late_ns: int | None = None
+    late_frame: int | None = None
+    late_side: int | None = None
     retransmits: int = 0
     gaps: int = 0
     is_http: bool = False
@@ -395,6 +449,8 @@ class _Builder:
     def __init__(self) -> None:
         self.streams: dict[int, _Stream] = {}
         self.capture_end_ns: int | None = None
+        self.capture_start_ns: int | None = None
+        self.max_frame = 0
         self.lines = 0
         self.bad_lines = 0
 
@@ -413,6 +469,8 @@ class _Builder:
             return
         self.lines += 1
         self.capture_end_ns = ts if self.capture_end_ns is None else max(self.capture_end_ns, ts)
+        self.capture_start_ns = ts if self.capture_start_ns is None else min(self.capture_start_ns, ts)
+        self.max_frame = max(self.max_frame, frame)
         if parts[5]:
             src, dst = _last(parts[5]), _last(parts[6])
             ipb = (_int(_last(parts[14])) or 0) + 40
@@ -482,14 +540,19 @@ class _Builder:
             _add_letter(st, si, side, "W")
         if fin:
             if side.fin_frame is None:
-                side.fin_frame = frame
+                side.fin_frame, side.fin_ns = frame, ts
             _add_letter(st, si, side, "F", None if useq is None else useq + tlen)
         if rst:
             if side.rst_frame is None:
-                side.rst_frame = frame
+                side.rst_frame, side.rst_ns = frame, ts
             _add_letter(st, si, side, "R", useq)
 
         # --- payload accounting
+        # New sequence space (for data after the close; retransmissions never count).
+        advances = (
+            tlen > 0 and not keepalive and useq is not None
+            and (side.seq_hi is None or useq + tlen > side.seq_hi)
+        )
         if tlen > 0 and useq is not None and not keepalive:
             end = useq + tlen
             side.seq_lo = useq if side.seq_lo is None else min(side.seq_lo, useq)
@@ -497,7 +560,14 @@ class _Builder:
         if tlen > 0 and not retx and not keepalive:
             side.unique_payload += tlen
         if tlen > 0 and not keepalive:
-            st.last_payload_ns, st.last_payload_frame = ts, frame
+            if st.close_frame is None or st.close_frame == frame:
+                # Up to and including the close frame (data on a FIN is activity).
+                st.last_payload_ns, st.last_payload_frame, st.last_payload_side = ts, frame, si
+            elif advances and not rst:
+                st.late_pkts += 1
+                st.late_bytes += tlen
+                if st.late_frame is None:
+                    st.late_ns, st.late_frame, st.late_side = ts, frame, si
             if not retx and len(side.pending) < _PENDING_CAP:
                 side.pending[frame] = ts
 
@@ -749,10 +819,25 @@ class _Builder:
                     "last_payload_frame": st.last_payload_frame,
                     "first_frame": st.first_frame,
                     "last_frame": st.last_frame,
+                    # the native engine's extra columns, same meanings
+                    "last_payload_by": None if st.last_payload_side is None else role[st.last_payload_side],
+                    "client_fin_ts": c.fin_ns,
+                    "client_fin_frame": c.fin_frame,
+                    "server_fin_ts": s.fin_ns,
+                    "server_fin_frame": s.fin_frame,
+                    "client_rst_ts": c.rst_ns,
+                    "client_rst_frame": c.rst_frame,
+                    "server_rst_ts": s.rst_ns,
+                    "server_rst_frame": s.rst_frame,
+                    "data_after_close_pkts": st.late_pkts,
+                    "data_after_close_bytes": st.late_bytes,
+                    "data_after_close_frame": st.late_frame,
+                    "data_after_close_ts": st.late_ns,
+                    "data_after_close_by": None if st.late_side is None else role[st.late_side],
                 }
             )
-        connections = _typed(conns, CONNECTION_COLUMNS)
-        requests = _typed(reqs, REQUEST_COLUMNS)
+        connections = _typed(conns, {**CONNECTION_COLUMNS, **EXTRA_CONNECTION_COLUMNS})
+        requests = _typed(reqs, {**REQUEST_COLUMNS, **EXTRA_REQUEST_COLUMNS})
         # float64 holds NaN for "no payload before the close".
         connections["idle_before_close_s"] = connections["idle_before_close_s"].astype("float64")
         requests["ttfb_s"] = requests["ttfb_s"].astype("float64")
@@ -782,6 +867,7 @@ class _Builder:
                     version=q.version, request_start=q.start_ns, request_end=q.end_ns,
                     request_body_len=q.body_len, req_content_type=q.content_type,
                     req_connection=q.connection, first_frame=q.start_frame, last_frame=q.end_frame,
+                    request_first_frame=q.start_frame, request_last_frame=q.end_frame,
                 )
             else:
                 row.update(request_body_len=0, version=p.version if p else None)
@@ -790,7 +876,8 @@ class _Builder:
                     status=p.status, reason=p.reason, response_start=p.start_ns,
                     response_end=p.end_ns, response_body_len=p.body_len,
                     resp_content_type=p.content_type, resp_connection=p.connection,
-                    last_frame=p.end_frame,
+                    last_frame=p.end_frame, resp_version=p.version,
+                    response_first_frame=p.start_frame, response_last_frame=p.end_frame,
                 )
                 if q is None:
                     row["first_frame"] = p.start_frame
@@ -897,8 +984,13 @@ def load_tables(
 
     Returns
     -------
-    ``{"connections": DataFrame, "requests": DataFrame}`` with exactly the columns and
-    dtypes of :data:`sockscope.schema.CONNECTION_COLUMNS` / ``REQUEST_COLUMNS``.
+    ``{"connections": DataFrame, "requests": DataFrame, "facts": dict}``: the tables have
+    the columns and dtypes of :data:`sockscope.schema.CONNECTION_COLUMNS` /
+    ``REQUEST_COLUMNS`` followed by :data:`EXTRA_CONNECTION_COLUMNS` /
+    :data:`EXTRA_REQUEST_COLUMNS`. ``facts`` holds what tshark's TCP output tells about
+    the file: ``tcp_packets``, ``packets`` (the highest frame number with TCP, a lower
+    bound), ``first_ts_ns``/``last_ts_ns`` (of TCP frames), ``format`` (from the magic
+    bytes) and the command that ran.
 
     Raises
     ------
@@ -919,4 +1011,33 @@ def load_tables(
             RuntimeWarning,
             stacklevel=2,
         )
-    return builder.tables()
+    tables = builder.tables()
+    tables["facts"] = {
+        "name": os.fspath(path),
+        "engine": "tshark",
+        "format": _file_format(path),
+        "packets": builder.max_frame,
+        "tcp_packets": builder.lines,
+        "first_ts_ns": builder.capture_start_ns,
+        "last_ts_ns": builder.capture_end_ns,
+        "tls_keylog": os.fspath(tls_keylog) if tls_keylog else None,
+        "tshark_command": cmd,
+        "warnings": [],
+    }
+    return tables
+
+
+def _file_format(path: str) -> str | None:
+    """``pcap`` / ``pcapng`` / ``gzip`` from the first bytes (None if unknown)."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError:
+        return None
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"):
+        return "pcap"
+    if magic == b"\x0a\x0d\x0d\x0a":
+        return "pcapng"
+    if magic[:2] == b"\x1f\x8b":
+        return "gzip"
+    return None

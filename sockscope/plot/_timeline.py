@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -22,6 +23,8 @@ LATE = "#ee7733"          # data after the close (it was dropped)
 ERROR = "#cc0000"
 WARNING = "#b35806"
 LIFELINE = "#9e9e9e"
+LOG_COLORS = ("#555555", "#2166ac", "#8c510a", "#762a83")   # one per log source, in order of appearance
+LOG_DY = 0.14             # log markers sit just below the lane line, between the bars and the labels
 
 SIDE_COLOR = {"client": CLIENT, "server": SERVER}
 KIND_MARKER = {"FIN": "v", "RST": "X"}
@@ -169,7 +172,47 @@ def _short(text: str, limit: int = 38) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 50, ax: Any = None) -> Any:
+_LOG_MSG = re.compile(r'(?<![\w.-])(?:error|err|reason|message|msg)=(?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+_LOG_KV = re.compile(r'(?<!\S)[\w.-]+=(?:"(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _log_label(source: str, text: str, limit: int = 52) -> str:
+    """``client.log: request_error — socket hang up``: the event words and the error, not the key=values."""
+    first = text.split("\n", 1)[0]
+    words = _LOG_KV.sub(" ", first).split()[:3]
+    m = _LOG_MSG.search(first)
+    msg = ""
+    if m:
+        msg = (m.group(1) if m.group(1) is not None else m.group(2)).rsplit(": ", 1)[-1]
+    body = " ".join(words) + (f" — {msg}" if msg else "")
+    body = body.strip() or first
+    return _short(f"{source}: {body}", limit)
+
+
+def _log_rows(logs: Any, ids: Sequence[int]) -> dict[int, list[tuple[pd.Timestamp, str, str, float | None]]]:
+    """Per shown connection: (time, source, text, delta to close) of the aligned log lines on it."""
+    if logs is None:
+        return {}
+    missing = [c for c in ("conn_id", "text") if c not in logs.columns]
+    if missing or not ({"adjusted_ts", "ts"} & set(logs.columns)):
+        raise ValueError("logs must be the lines table of sockscope.logs.align_logs (conn_id, adjusted_ts, text)")
+    tcol = "adjusted_ts" if "adjusted_ts" in logs.columns else "ts"
+    wanted = set(ids)
+    out: dict[int, list[tuple[pd.Timestamp, str, str, float | None]]] = {}
+    for row in logs.itertuples(index=False):
+        cid = getattr(row, "conn_id")
+        if _na(cid) or int(cid) not in wanted or _na(getattr(row, tcol)):
+            continue
+        d = getattr(row, "delta_to_close_s", None)
+        out.setdefault(int(cid), []).append((getattr(row, tcol), str(getattr(row, "source", "log")),
+                                              str(row.text), None if _na(d) else float(d)))
+    return out
+
+
+def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 50, ax: Any = None,
+             logs: Any = None) -> Any:
     """Draw one lane per connection and return the :class:`matplotlib.figure.Figure`.
 
     Each lane shows the connection's lifetime (thin grey line from first to last packet),
@@ -191,6 +234,11 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
         longest silences. The title says how many were left out.
     ax:
         Draw into this Axes instead of a new figure.
+    logs:
+        The lines table of :func:`sockscope.logs.align_logs` (or ``cap.align_logs``): each line
+        placed on a shown connection is drawn as a small diamond just below its lane at its
+        adjusted time (one colour per log file), and the lines nearest the close get a short
+        label (``client.log: request_error — socket hang up``) where there is room.
 
     Example
     -------
@@ -198,6 +246,9 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
     >>> fig.savefig("timeline.png", dpi=150)        # doctest: +SKIP
     """
     ids = select_connections(cap, conn_ids, max_conns)
+    log_rows = _log_rows(logs, ids)
+    log_sources = list(dict.fromkeys(src for rows in log_rows.values() for _, src, _, _ in rows))
+    log_color = {src: LOG_COLORS[i % len(LOG_COLORS)] for i, src in enumerate(log_sources)}
     n = len(ids)
     t0 = _time_zero(cap)
     if ax is None:
@@ -223,6 +274,10 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
         sub = conns.loc[ids]
         x_min = min(0.0, _sec(sub["start"].min(), t0) or 0.0)
         x_max = max(_sec(sub["end"].max(), t0) or 0.0, x_min + 1e-3)
+        log_x = [_sec(ts, t0) for rows in log_rows.values() for ts, _, _, _ in rows]
+        if log_x:     # a server logs the end of its work after the socket is gone: keep it in view
+            x_min = min(x_min, min(log_x))
+            x_max = max(x_max, max(log_x))
     else:
         x_min, x_max = 0.0, 1.0
     span = x_max - x_min
@@ -348,6 +403,29 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
             ax.text(lab.x, y + row, lab.text, ha=ha, va="center", fontsize=fontsize, color=lab.color,
                     fontweight=lab.weight, zorder=5, clip_on=True, gid=f"{lab.kind}-label-{cid}")
 
+        # Application log lines on this connection: a marker each; labels for those nearest the close.
+        rows_here = log_rows.get(cid, [])
+        if rows_here:
+            xs = [_sec(ts, t0) for ts, _, _, _ in rows_here]
+            for src in log_sources:
+                pts = [x for x, (_, s2, _, _) in zip(xs, rows_here) if s2 == src and x is not None]
+                if pts:
+                    ax.plot(pts, [y + LOG_DY] * len(pts), marker="d", ms=4, color=log_color[src], mec="white",
+                            mew=0.4, linestyle="none", zorder=6.5, gid=f"log-{cid}")
+            # Errors first ("socket hang up" is the story), then the lines nearest the close.
+            ranked = sorted(zip(xs, rows_here), key=lambda e: (_LOG_MSG.search(e[1][2]) is None, e[1][3] is None,
+                                                               abs(e[1][3] or 0.0), e[0] or 0.0))
+            for x, (_, src, text, _) in ranked:
+                if x is None:
+                    continue
+                label = _log_label(src, text)
+                spot = below.place(x, label)
+                if spot is None:
+                    continue
+                row, ha = spot
+                ax.text(x, y + row, label, ha=ha, va="center", fontsize=fontsize - 0.5, color=log_color[src],
+                        fontstyle="italic", zorder=5, clip_on=True, gid=f"log-label-{cid}")
+
         kind_names = list(dict.fromkeys(k for k, _ in kinds))
         lane_name = f":{int(c['client_port'])}  conn {cid}"
         tick_labels.append(lane_name + ("\n" + "\n".join(kind_names[:3]) if kind_names else ""))
@@ -371,11 +449,11 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
         " (worst first: error findings, then longest silence)" if conn_ids is None else "")
     ax.set_title(f"{name} — {shown} — t = 0 at {t0:%Y-%m-%d %H:%M:%S} UTC", loc="left", fontsize=11,
                  fontweight="bold")
-    _legend(fig, ax, fontsize)
+    _legend(fig, ax, fontsize, log_color)
     return fig
 
 
-def _legend(fig: Any, ax: Any, fontsize: float) -> None:
+def _legend(fig: Any, ax: Any, fontsize: float, log_color: dict[str, str] | None = None) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -392,6 +470,8 @@ def _legend(fig: Any, ax: Any, fontsize: float) -> None:
                label="data after close"),
         Patch(facecolor="white", edgecolor=ERROR, label="error finding"),
     ]
+    for src, col in (log_color or {}).items():
+        handles.append(Line2D([], [], marker="d", color=col, linestyle="none", ms=5, label=f"log: {src}"))
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     if len(fig.axes) == 1 and isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):

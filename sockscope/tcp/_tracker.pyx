@@ -139,6 +139,7 @@ cdef class Conn:
     cdef int mark_code
     cdef list gaps
     cdef int64_t late_pkts
+    cdef int64_t retx             # payload segments that carried no new byte (keep-alive probes excluded)
     cdef int64_t late_bytes
     cdef int64_t late_ts
     cdef int64_t late_frame
@@ -560,6 +561,7 @@ cdef class Tracker:
         cdef int64_t rel, rel_ack, seg_len, end, delta, ds, upto
         cdef int bits, role
         cdef bint new_data
+        cdef bint probe
 
         # Roles from content, for connections whose handshake was not seen.
         if not c.roles_final and length > 0 and p.cap_len > 0:
@@ -711,7 +713,10 @@ cdef class Tracker:
         # payload
         if length > 0 and not rst:
             ds = rel + (1 if syn else 0)
+            probe = length <= 1 and ds + length == S.next_rel     # keep-alive probe at snd.nxt-1
             new_data = self.stream_data(c, d, ds, ds + length, p)
+            if not new_data and not probe:
+                c.retx += 1
             if new_data:
                 self.gap_event(c, p.ts_ns, p.frame, 0 if is_orig else 1)
                 if c.close_kind == 0 or (c.close_frame == p.frame):
@@ -1112,7 +1117,7 @@ cdef class RowStore:
         push(<carray.array>K[13], c.idle_close_ns if (c.close_kind and c.idle_close_ns >= 0) else NA)
         push(<carray.array>K[14], c.last_pay_ts if c.last_pay_ts >= 0 else NA)
         push(<carray.array>K[15], c.last_pay_frame if c.last_pay_frame >= 0 else NA)
-        push(<carray.array>K[16], O.n_rxmit + R.n_rxmit)
+        push(<carray.array>K[16], c.retx)
         push(<carray.array>K[17], O.n_gap + R.n_gap)
         push(<carray.array>K[18], O.missed + R.missed)
         push(<carray.array>K[19], c.first_frame)
