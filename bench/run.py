@@ -114,6 +114,8 @@ def rows_for(pcap: Path, packets: int, a: argparse.Namespace) -> list[dict]:
          "needs_sockscope": True},
         {"key": "ss_requests", "name": "sockscope requests --json", "cmd": [ss, "requests", "--json", f],
          "needs_sockscope": True},
+        {"key": "ss_requests_j2", "name": "sockscope requests --json -j 2", "vs": "ss_requests",
+         "cmd": [ss, "requests", "--json", "-j", "2", f], "needs_sockscope": True},
     ]
     if a.tshark_engine:
         rows.append({"key": "ss_tshark_engine", "name": "sockscope summary --engine tshark --json",
@@ -241,6 +243,7 @@ def ratios(results: dict, big: int, small: int) -> list[dict]:
     for n in [big] + ([small] if small and small != big else []):
         speed("tshark conv,tcp / sockscope summary", "tshark_conv", "ss_summary", TARGET_CONV, n)
         speed("tshark http fields / sockscope requests", "tshark_http", "ss_requests", TARGET_HTTP, n)
+        speed("sockscope requests -j 1 / -j 2 (speed-up)", "ss_requests", "ss_requests_j2", 1.7, n)
     if small and small != big:
         for key, label in [("ss_summary", "summary"), ("ss_requests", "requests")]:
             rb, rs = _rss(results, big, key), _rss(results, small, key)
@@ -366,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scapy-slice", type=int, default=100_000, help="packets scapy reads before extrapolating")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a command is killed")
     ap.add_argument("--only", type=lambda s: s.split(","), default=None,
-                    help="comma-separated row keys: ss_summary,ss_requests,ss_tshark_engine,"
+                    help="comma-separated row keys: ss_summary,ss_requests,ss_requests_j2,ss_tshark_engine,"
                          "tshark_conv,tshark_http,scapy,dpkt")
     a = ap.parse_args(argv)
     if a.repeat < 1 or a.packets < 1:

@@ -60,6 +60,17 @@ _GAP_FIELDS: dict[str, str] = {
 }
 
 
+def _int_column(buf: Any, kind: str) -> Any:
+    """An int64 buffer with the NA sentinel -> UTC timestamps ('t') or (nullable) integers."""
+    arr = np.frombuffer(buf, dtype=np.int64) if len(buf) else np.zeros(0, dtype=np.int64)
+    mask = arr == NA
+    if kind == "t":
+        return pd.Series(pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)).where(~mask)
+    if mask.any():
+        return pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
+    return arr.copy()
+
+
 class _Columns:
     """Append-only column store: int64 arrays with a NA sentinel, interned strings."""
 
@@ -88,15 +99,7 @@ class _Columns:
             if t == "s":
                 data[k] = pd.array(col, dtype="string") if self.n else pd.array([], dtype="string")
                 continue
-            arr = np.frombuffer(col, dtype=np.int64) if len(col) else np.zeros(0, dtype=np.int64)
-            mask = arr == NA
-            if t == "t":
-                ts = pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)
-                data[k] = pd.Series(ts).where(~mask)
-            elif mask.any():
-                data[k] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
-            else:
-                data[k] = arr.copy()
+            data[k] = _int_column(col, t)
         return pd.DataFrame(data)
 
 
@@ -236,14 +239,7 @@ class _Sink:
             if kind == "s":
                 cols[name] = pd.array(vals, dtype="string")
                 continue
-            arr = np.frombuffer(vals, dtype=np.int64) if len(vals) else np.zeros(0, dtype=np.int64)
-            mask = arr == NA
-            if kind == "t":
-                cols[name] = pd.Series(pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)).where(~mask)
-            elif mask.any():
-                cols[name] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
-            else:
-                cols[name] = arr.copy()
+            cols[name] = _int_column(vals, kind)
         cols["outcome"] = self.ex_outcome
         cols["ended_by"] = self.ex_ended
         return pd.DataFrame(cols)
@@ -274,13 +270,7 @@ def _rows_frame(rows: RowStore) -> pd.DataFrame:
             codes = np.array([uniq.index(c) for c in cats] + [-1], dtype=np.int64)[arr]
             data[name] = pd.Categorical.from_codes(codes, categories=uniq)
             continue
-        mask = arr == NA
-        if kind == "t":
-            data[name] = pd.Series(pd.to_datetime(np.where(mask, 0, arr), unit="ns", utc=True)).where(~mask)
-        elif mask.any():
-            data[name] = pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
-        else:
-            data[name] = arr.copy()
+        data[name] = _int_column(rows.ints[name], kind)
     return pd.DataFrame(data)
 
 
