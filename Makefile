@@ -41,5 +41,8 @@ captures: system-deps install
 	$(PY) captures/crafted/make_crafted.py
 	@if [ -x lab/record_all.sh ]; then bash lab/record_all.sh; fi
 
+fuzz: install
+	$(PY) bench/fuzz.py --inputs 100000
+
 clean:
 	rm -rf build $(VENV) sockscope/*/*.so sockscope/*/*.c

@@ -85,6 +85,9 @@ def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", mi
         _die(str(exc))
     except RuntimeError as exc:     # tshark missing or failing (its own one-line message)
         _die(str(exc))
+    except MemoryError:
+        _die(f"{path}: out of memory while building the tables (too many connections or requests "
+             "for this machine); analyse a slice of the capture, or use -j/--scheduler")
     finally:
         if live is not None:
             live.stop()

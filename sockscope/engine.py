@@ -211,6 +211,12 @@ class _Sink:
             self.ex_outcome.extend(outcomes)
             self.ex_ended.extend(ended_by)
         if session is not None:
+            dropped = getattr(session, "dropped_requests", 0)
+            if dropped:
+                # beyond the per-connection cap requests are counted, not stored: say so
+                self.violation_counts["pending_requests_capped"] = \
+                    self.violation_counts.get("pending_requests_capped", 0) + dropped
+                self.violations.setdefault("pending_requests_capped", [])
             for kind, frame in session.violations:
                 lst = self.violations.setdefault(kind, [])
                 self.violation_counts[kind] = self.violation_counts.get(kind, 0) + 1

@@ -224,3 +224,22 @@ def test_truncated_gzip_capture_keeps_the_packets_before_the_cut(tmp_path):
     bad_crc = sockscope.load(io.BytesIO(z[:-8] + b"\0" * 8))
     assert bad_crc.facts["packets"] == whole
     assert any("CRC" in w for w in bad_crc.facts["warnings"])
+
+
+def test_pcapng_timestamps_that_wrap_int64_are_clamped_not_an_overflow_error(tmp_path):
+    """Found by bench/fuzz.py (seed 1, index 1732): EPB timestamps near 2^64 microseconds
+    became int64 nanoseconds near -2^63, and ``response_start - request_end`` raised
+    pandas' OverflowError. The reader now clamps them into [1970, 2116] with one warning."""
+    frame = M._ETH_IP4 + M.ipv4(M.ip4("10.0.0.5"), M.ip4("10.0.0.9"), M.tcp(40000, 80, 1, 0, M.SYN))
+    req = M._ETH_IP4 + M.ipv4(M.ip4("10.0.0.5"), M.ip4("10.0.0.9"),
+                              M.tcp(40000, 80, 2, 1, M.PSH | M.ACK, b"GET / HTTP/1.1\r\n\r\n"))
+    resp = M._ETH_IP4 + M.ipv4(M.ip4("10.0.0.9"), M.ip4("10.0.0.5"),
+                               M.tcp(80, 40000, 1, 21, M.PSH | M.ACK, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    p = tmp_path / "wrap.pcapng"
+    p.write_bytes(M.pcapng_shb() + M.pcapng_idb(1, tsresol=6, tsoffset=-(2**62)) + M.pcapng_idb(1, tsresol=6)
+                  + M.pcapng_epb(1, 2**64 - 1000, frame) + M.pcapng_epb(1, 1_770_716_842_000_000, req)
+                  + M.pcapng_epb(0, 5, resp))
+    cap = _load(p)
+    assert cap.facts["packets"] == 3
+    assert len(cap.requests) == 1
+    assert sum("out of range" in w for w in cap.facts["warnings"]) == 1

@@ -240,6 +240,8 @@ def _check_complete(data: bytes, n: int, undescribed: bool = False) -> None:
     facts = cap.facts
     assert facts["packets"] == n
     assert sum(facts.get("status_counts", {}).values()) == n
+    # random 64-bit timestamps / extreme if_tsoffset values are clamped, with one warning
+    facts["warnings"] = [w for w in facts["warnings"] if not w.startswith("pcapng timestamps out of range")]
     if undescribed:
         # the one warning a well-formed file may earn: a packet naming an interface never described
         assert len(facts["warnings"]) == 1 and "never described" in facts["warnings"][0], facts["warnings"]

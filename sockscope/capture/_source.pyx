@@ -27,6 +27,7 @@ DEF BUF_SIZE = 4 * 1024 * 1024
 # No real packet record is this large; a bigger length means corruption, not data.
 DEF MAX_RECORD = 64 * 1024 * 1024
 DEF MAX_INTERFACES = 4096
+DEF MAX_TS_NS = 4611686018427387904   # 2^62 ns: year 2116
 
 STATUS_NAMES = ("tcp", "not_ip", "not_tcp", "ip_fragment", "truncated_headers",
                 "bad_header", "unsupported_link_type")
@@ -566,6 +567,13 @@ cdef class PacketSource:
                 else:
                     p.ts_ns = <int64_t>(ts * self._if_mul[iface] // self._if_div[iface])
                 p.ts_ns += self._if_off[iface]
+                if p.ts_ns < 0 or p.ts_ns > MAX_TS_NS:
+                    # a wrapped 64-bit timestamp or absurd if_tsoffset: keep every difference
+                    # of two timestamps inside int64 (pandas raises on overflow)
+                    p.ts_ns = 0 if p.ts_ns < 0 else MAX_TS_NS
+                    msg = "pcapng timestamps out of range (before 1970 or after 2116) were clamped"
+                    if msg not in self.info["warnings"]:
+                        self._warn(msg)
             p.linktype = self._if_lt[iface]
             p.status = decode_link(b + doff, caplen, p.linktype, p)
             self._status_counts[p.status] += 1

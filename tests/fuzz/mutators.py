@@ -776,8 +776,8 @@ def warning_kind(msg: str) -> str:
     """A warning message without its numbers: the kind of damage it reports."""
     import re
 
-    m = re.sub(r"\d+", "N", msg)
-    m = re.sub(r"\(first bytes [0-9a-f]+\)", "", m)
+    m = re.sub(r" \(first bytes [0-9a-f]+\)", "", msg)
+    m = re.sub(r"\d+", "N", m)
     m = re.sub(r":.*", "", m) if m.startswith("input stream ended") else m
     return m[:90]
 
