@@ -35,7 +35,7 @@ test: system-deps install
 	$(PY) -m pytest -q
 
 bench: system-deps install
-	$(PY) bench/run.py
+	$(PY) bench/run.py --tshark-engine
 
 captures: system-deps install
 	$(PY) captures/crafted/make_crafted.py
