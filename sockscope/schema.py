@@ -10,6 +10,19 @@ Conventions
 * Durations are float seconds (``*_s`` columns), computed from integer nanoseconds, so they
   keep the capture's precision (float64 holds microseconds exactly for any realistic span).
 * Counts that can be unknown are nullable ``Int64``; enumerations are ``category``.
+
+Meanings worth stating (connections)
+------------------------------------
+* ``end`` / ``duration_s``: as Zeek's duration, packets after both sides have sent a FIN
+  (the final ACK, a late RST) do not extend the connection; ``last_frame`` is still the
+  truly last packet.
+* ``client_bytes`` / ``server_bytes``: payload from the sequence-number span (Zeek's
+  orig_bytes/resp_bytes): retransmissions once, data the capture missed included.
+* ``retransmits``: payload segments that carried no byte not seen before (keep-alive probes
+  excluded); ``history``'s T letter keeps Zeek's wider meaning.
+* ``idle_before_close_s``: first FIN/RST time minus the last segment that carried new payload
+  in either direction (pure ACKs, window updates, keep-alive probes are not activity).
+* ``last_payload_*``: that last segment before the first FIN/RST (or overall, if none).
 """
 
 from __future__ import annotations
