@@ -267,7 +267,15 @@ cdef class Tracker:
             hb = (hb ^ p.dst[i]) * prime
         ha = (ha ^ p.sport) * prime
         hb = (hb ^ p.dport) * prime
-        return (((ha + hb) * prime) ^ (ha ^ hb) ^ p.af) & 0x3FFFFFFFFFFFFFFFULL
+        cdef uint64_t h = ((ha + hb) * prime) ^ (ha ^ hb) ^ p.af
+        # splitmix64 finaliser: the sum/xor above cancels in the low bits, and both the dict
+        # and the flow sharding (h % N) need every bit mixed
+        h ^= h >> 30
+        h *= 0xBF58476D1CE4E5B9ULL
+        h ^= h >> 27
+        h *= 0x94D049BB133111EBULL
+        h ^= h >> 31
+        return h & 0x3FFFFFFFFFFFFFFFULL
 
     cdef Conn new_conn(self, Pkt* p):
         cdef Conn c = Conn.__new__(Conn)
