@@ -10,7 +10,6 @@ interpreter (``mutators.measure``: peak RSS from ``resource``). ``bench/fuzz.py
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import sys
 from pathlib import Path
@@ -27,18 +26,7 @@ from sockscope.tcp._tracker import RowStore, Tracker
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_mutators():
-    name = "sockscope_fuzz_mutators"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests/fuzz/mutators.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load_mutators()
+from tests.fuzz import mutators as M  # noqa: E402
 MB = 1 << 20
 
 

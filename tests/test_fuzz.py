@@ -15,7 +15,6 @@ raise anything but a SockscopeError, and the CLI never prints a traceback.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import random
@@ -37,18 +36,7 @@ from sockscope.errors import SockscopeError
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_mutators():
-    name = "sockscope_fuzz_mutators"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests/fuzz/mutators.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load_mutators()
+from tests.fuzz import mutators as M  # noqa: E402
 
 SEED = int(os.environ.get("SOCKSCOPE_FUZZ_SEED", "20260210"))
 INPUTS = int(os.environ.get("SOCKSCOPE_FUZZ_INPUTS", "2000"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import sockscope
-from tests.zeekref import ZEEK_DIR, case_info, cases, read_log, require_zeek_dir, traces
+from tests.zeekref import report_match_rate, ZEEK_DIR, case_info, cases, read_log, require_zeek_dir, traces
 
 FIELDS = ["conn_state", "history", "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts",
           "orig_ip_bytes", "resp_ip_bytes", "duration", "missed_bytes"]
@@ -132,17 +132,4 @@ def test_conn_log_matches_zeek(name, case_dir):
 
 
 def test_conn_log_match_rate(capsys):
-    require_zeek_dir()
-    ok_all = tot_all = 0
-    lines = []
-    for name, case_dir in ALL:
-        ok, total, _ = compare_case(case_dir)
-        o, t = sum(ok.values()), sum(total.values())
-        ok_all += o
-        tot_all += t
-        lines.append(f"  {name:34s} {o:4d}/{t:<4d}")
-    rate = ok_all / tot_all
-    with capsys.disabled():
-        print(f"\nZeek conn.log agreement: {ok_all}/{tot_all} field comparisons ({rate:.1%})")
-        print("\n".join(lines))
-    assert rate > 0.88
+    assert report_match_rate("conn.log", ALL, compare_case, capsys) > 0.88

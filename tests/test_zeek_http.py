@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import sockscope
-from tests.zeekref import cases, read_log, require_zeek_dir, traces
+from tests.zeekref import report_match_rate, cases, read_log, require_zeek_dir, traces
 
 FIELDS = ["method", "host", "uri", "version", "status_code", "request_body_len", "response_body_len"]
 
@@ -117,16 +117,4 @@ def test_http_log_matches_zeek(name, case_dir):
 
 
 def test_http_log_match_rate(capsys):
-    require_zeek_dir()
-    ok_all = tot_all = 0
-    lines = []
-    for name, case_dir in ALL:
-        ok, total, _ = compare_case(case_dir)
-        o, t = sum(ok.values()), sum(total.values())
-        ok_all += o
-        tot_all += t
-        lines.append(f"  {name:34s} {o:4d}/{t:<4d}")
-    with capsys.disabled():
-        print(f"\nZeek http.log agreement: {ok_all}/{tot_all} field comparisons ({ok_all / tot_all:.1%})")
-        print("\n".join(lines))
-    assert ok_all / tot_all > 0.85
+    assert report_match_rate("http.log", ALL, compare_case, capsys) > 0.85

@@ -49,3 +49,20 @@ def case_info(case_dir: Path) -> dict:
 
 def traces(case_dir: Path) -> list[Path]:
     return [case_dir / t for t in case_info(case_dir)["traces"]]
+
+
+def report_match_rate(what: str, all_cases, compare_case, capsys) -> float:
+    """Print per-case and overall agreement with Zeek; return the overall rate."""
+    require_zeek_dir()
+    ok_all = tot_all = 0
+    lines = []
+    for name, case_dir in all_cases:
+        ok, total, _ = compare_case(case_dir)
+        o, t = sum(ok.values()), sum(total.values())
+        ok_all += o
+        tot_all += t
+        lines.append(f"  {name:34s} {o:4d}/{t:<4d}")
+    with capsys.disabled():
+        print(f"\nZeek {what} agreement: {ok_all}/{tot_all} field comparisons ({ok_all / tot_all:.1%})")
+        print("\n".join(lines))
+    return ok_all / tot_all
