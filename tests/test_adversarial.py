@@ -11,7 +11,6 @@ interpreter (``mutators.measure``: peak RSS from ``resource``). ``bench/fuzz.py
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
