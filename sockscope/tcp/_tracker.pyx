@@ -471,28 +471,25 @@ cdef class Tracker:
         elif c.proto == 0:
             self.sniff(c, d, data, ts, frame)
 
-    cdef void sniff(self, Conn c, int d, bytes data, int64_t ts, int64_t frame):
-        if c.heads is None:
-            c.heads = []
-        c.heads.append((d, data, ts, frame))
-        c.head_len[d] += len(data)
-        cdef bytes ch = b"".join([h[1] for h in c.heads if h[0] == c.client])
-        cdef bytes sh = b"".join([h[1] for h in c.heads if h[0] != c.client])
-        if len(ch) < 8 and len(sh) < 8:
-            return
+    cdef tuple heads_of(self, Conn c):
+        """The buffered first bytes of each side: (client's, server's)."""
+        return (b"".join([h[1] for h in c.heads if h[0] == c.client]),
+                b"".join([h[1] for h in c.heads if h[0] != c.client]))
+
+    cdef tuple decide(self, bytes ch, bytes sh):
+        """(protocol, sni) from the first bytes; a server status line settles HTTP."""
         proto, sni = self.detect(ch, sh)
         if proto != "http" and (sh.startswith(b"HTTP/1.") or sh.startswith(b"HTTP/0.9")):
-            proto = "http"      # a server answering with a status line settles it
-        elif proto == "unknown" and not sh and 0 < len(ch) < HEAD_MAX:
-            return      # the client's opening is not recognisable: wait for the server's reply
-        if proto == "tls" and sni is None and len(ch) >= 5 and len(ch) < HEAD_MAX and \
-                len(ch) < 5 + ((ch[3] << 8) | ch[4]):
-            return      # ClientHello spans segments: wait for the rest
+            proto = "http"
+        return proto, sni
+
+    cdef void settle(self, Conn c, str proto, object sni):
+        """Fix the connection's protocol; HTTP gets a session fed with the buffered bytes."""
+        heads = c.heads
+        c.heads = None
         if proto == "http":
             c.proto = 1
             c.session = self.session_factory()
-            heads = c.heads
-            c.heads = None
             for hd, hdata, hts, hframe in heads:
                 if hd == c.client:
                     c.session.client_data(hdata, hts, hframe)
@@ -500,9 +497,25 @@ cdef class Tracker:
                 if hd != c.client:
                     c.session.server_data(hdata, hts, hframe)
             return
-        c.heads = None
         c.proto = 2 if proto == "tls" else 3
         c.sni = sni
+
+    cdef void sniff(self, Conn c, int d, bytes data, int64_t ts, int64_t frame):
+        if c.heads is None:
+            c.heads = []
+        c.heads.append((d, data, ts, frame))
+        c.head_len[d] += len(data)
+        cdef bytes ch, sh
+        ch, sh = self.heads_of(c)
+        if len(ch) < 8 and len(sh) < 8:
+            return
+        proto, sni = self.decide(ch, sh)
+        if proto == "unknown" and not sh and 0 < len(ch) < HEAD_MAX:
+            return      # the client's opening is not recognisable: wait for the server's reply
+        if proto == "tls" and sni is None and len(ch) >= 5 and len(ch) < HEAD_MAX and \
+                len(ch) < 5 + ((ch[3] << 8) | ch[4]):
+            return      # ClientHello spans segments: wait for the rest
+        self.settle(c, proto, sni)
 
     cdef bint stream_data(self, Conn c, int d, int64_t s, int64_t e, Pkt* p):
         """Account payload [s, e) of side d; True when any of it was new.
@@ -867,38 +880,14 @@ cdef class Tracker:
                 self.declare_gap(c, d, isl[0][0], False, c.seen_ts, c.last_frame)
         if c.proto == 0 and c.heads:
             # too little data to be sure: decide on what there is
-            heads = c.heads
-            ch = b"".join([h[1] for h in heads if h[0] == c.client])
-            sh = b"".join([h[1] for h in heads if h[0] != c.client])
-            proto, sni = self.detect(ch, sh)
-            if proto != "http" and (sh.startswith(b"HTTP/1.") or sh.startswith(b"HTTP/0.9")):
-                proto = "http"
-            if proto == "http":
-                c.proto = 0
-                self.sniff_force_http(c)
-            else:
-                c.proto = 2 if proto == "tls" else 3
-                c.sni = sni
-            c.heads = None
-        if not c.roles_final and not c.roles_syn:
-            pass
+            ch, sh = self.heads_of(c)
+            proto, sni = self.decide(ch, sh)
+            self.settle(c, proto, sni)
         # a connection never closed: its last silence runs to the end of the capture
         if c.close_kind == 0 and self.gap_floor_ns > 0 and self.capture_last_ts - c.mark_ts >= self.gap_floor_ns:
             if c.gaps is None:
                 c.gaps = []
             c.gaps.append((c.mark_ts, c.mark_frame, self.capture_last_ts, -1, 6, c.mark_code))
-
-    cdef void sniff_force_http(self, Conn c):
-        c.proto = 1
-        c.session = self.session_factory()
-        heads = c.heads
-        for hd, hdata, hts, hframe in heads:
-            if hd == c.client:
-                c.session.client_data(hdata, hts, hframe)
-        for hd, hdata, hts, hframe in heads:
-            if hd != c.client:
-                c.session.server_data(hdata, hts, hframe)
-
 
 # -- reading a retired connection (Python level, once per connection) -------------------
 
