@@ -24,35 +24,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
-from datetime import datetime, timezone
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def log(event: str, **fields) -> None:
-    # key=value with JSON-quoted values that need it, so a line is easy to split and
-    # a path with spaces or quotes still parses.
-    parts = [utc_now(), "server", event]
-    for key, value in fields.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif value is None:
-            text = "-"
-        elif isinstance(value, (int, float)):
-            text = str(value)
-        else:
-            text = str(value)
-            if not text or any(c in text for c in ' "=\t'):
-                text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    print(" ".join(parts), flush=True)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script or loaded by path
+from lablog import log, utc_now  # noqa: E402,F401
 
 
 def _peer(request: Request) -> tuple[str, int | None]:

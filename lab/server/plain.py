@@ -15,33 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import select
 import signal
 import socket
 import sys
 import time
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def log(event: str, **fields) -> None:
-    parts = [utc_now(), "server", event]
-    for key, value in fields.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif value is None:
-            text = "-"
-        else:
-            text = str(value)
-            if not isinstance(value, (int, float)) and (not text or any(c in text for c in ' "=\t')):
-                text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    print(" ".join(parts), flush=True)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script or loaded by path
+from lablog import log, utc_now  # noqa: E402,F401
 
 
 def peer_has_closed(sock: socket.socket) -> bool:
