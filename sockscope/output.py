@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from json.encoder import encode_basestring_ascii as _jstr  # C; quotes + escapes
 from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # A cell starting with one of these is a formula to a spreadsheet program.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -45,37 +48,85 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _iso_dates(df: pd.DataFrame) -> pd.DataFrame:
-    """Timestamps as ISO-8601 UTC strings with nanoseconds, formatted by numpy in C."""
-    out = {}
-    for c in df.columns:
-        col = df[c]
-        if isinstance(col.dtype, pd.DatetimeTZDtype):
-            raw = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-            txt = np.char.add(np.datetime_as_string(raw, unit="ns"), "Z").astype(object)
-            txt[np.isnat(raw)] = None
-            out[c] = txt
-        else:
-            out[c] = col
-    return pd.DataFrame(out, columns=df.columns)
+# Text that can go between JSON quotes as it is: printable ASCII without quote or backslash.
+_NEEDS_ESCAPE = r'[^\x20-\x21\x23-\x5b\x5d-\x7e]'
+
+
+def _fragments(col: pd.Series) -> pa.Array:
+    """The JSON text of every cell of one column, as an Arrow string array with no nulls.
+
+    Every conversion runs column-wise in Arrow's C++ kernels; only strings that need JSON
+    escaping (control characters, quotes, backslashes, non-ASCII) go through Python's C
+    escaper one by one.
+    """
+    dt = col.dtype
+    if isinstance(dt, pd.DatetimeTZDtype):
+        # Arrow's cast of a zone-less timestamp is 10x faster than strftime and prints
+        # "YYYY-MM-DD HH:MM:SS.nnnnnnnnn"; the values are UTC already.
+        ts = pa.array(col.dt.tz_convert("UTC").dt.tz_localize(None), type=pa.timestamp("ns"), from_pandas=True)
+        iso = pc.replace_substring(pc.cast(ts, pa.string()), " ", "T", max_replacements=1)
+        txt = pc.binary_join_element_wise('"', iso, 'Z"', "")
+    elif isinstance(dt, pd.CategoricalDtype):
+        cats = pa.array([_jstr(str(c)) for c in dt.categories], type=pa.string())
+        codes = col.cat.codes.to_numpy()
+        txt = cats.take(pa.array(codes, mask=codes < 0))
+    elif pd.api.types.is_bool_dtype(dt):
+        txt = pc.if_else(pa.array(col, type=pa.bool_(), from_pandas=True), "true", "false")
+    elif pd.api.types.is_integer_dtype(dt):
+        txt = pc.cast(pa.array(col, type=pa.int64(), from_pandas=True), pa.string())
+    elif pd.api.types.is_float_dtype(dt) or pd.api.types.is_timedelta64_dtype(dt):
+        if pd.api.types.is_timedelta64_dtype(dt):
+            col = col.dt.total_seconds()
+        vals = pa.array(col, type=pa.float64(), from_pandas=True)
+        # NaN and infinities are not JSON numbers: they are missing values here
+        vals = pc.if_else(pc.is_finite(vals), vals, pa.scalar(None, pa.float64()))
+        txt = pc.cast(vals, pa.string())       # shortest text that reads back as the same double
+    elif isinstance(dt, pd.StringDtype) or col.map(lambda v: v is None or isinstance(v, str)).all():
+        raw = pa.array(col, type=pa.string(), from_pandas=True)
+        txt = pc.binary_join_element_wise('"', raw, '"', "")
+        special = pc.fill_null(pc.match_substring_regex(raw, _NEEDS_ESCAPE), False)
+        if pc.any(special).as_py():
+            idx = np.flatnonzero(special.to_numpy(zero_copy_only=False))
+            fixed = txt.to_pylist()
+            for i, v in zip(idx.tolist(), raw.take(pa.array(idx)).to_pylist()):
+                fixed[i] = _jstr(v)
+            txt = pa.array(fixed, type=pa.string())
+    else:
+        txt = pa.array([None if v is None or v is pd.NA or v is pd.NaT else json.dumps(_cell(v), ensure_ascii=True)
+                        for v in col.tolist()], type=pa.string())
+    return pc.fill_null(txt, "null")
 
 
 def write_json(df: pd.DataFrame, fh: TextIO) -> None:
-    """One JSON array of row objects; timestamps ISO-8601 UTC (nanoseconds), missing = null."""
+    """One JSON array of row objects, one object per line; timestamps ISO-8601 UTC
+    (nanoseconds), durations float seconds, missing = null, text ASCII-escaped so any byte
+    sequence from a capture stays valid JSON."""
     if any(df[c].dtype == object and df[c].map(lambda v: isinstance(v, (dict, list))).any() for c in df.columns):
         # nested evidence: the generic path (small tables only)
         json.dump(records(df), fh, ensure_ascii=True, indent=1)
-    else:
-        # pandas' C encoder: fast for tables of a million rows; ensure_ascii keeps any byte
-        # sequence from a capture valid JSON text.
-        # In slices, so a million-row table never becomes one giant string in memory.
-        step = 5000
-        fh.write("[")
-        for i in range(0, len(df), step):
-            part = _iso_dates(df.iloc[i:i + step]).to_json(orient="records", force_ascii=True)
-            fh.write(("," if i else "") + part[1:-1])
-        fh.write("]")
-    fh.write("\n")
+        fh.write("\n")
+        return
+    # Rows are assembled by Arrow too: key literals and cell texts joined element-wise.
+    keys = [("{" if i == 0 else ",") + _jstr(str(c)) + ":" for i, c in enumerate(df.columns)]
+    fh.write("[")
+    step = 10_000       # slices bound the text held in memory for a million-row table
+    raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
+    for i in range(0, len(df), step):
+        part = df.iloc[i:i + step]
+        pieces: list = []
+        for key, c in zip(keys, df.columns):
+            pieces += [key, _fragments(part[c])]
+        rows = pc.binary_join_element_wise(*pieces, "}", "")
+        text = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(rows)], type=pa.int32()), rows),
+                              ",\n")[0]
+        fh.write("," if i else "")
+        fh.write("\n")
+        if raw is not None:
+            fh.flush()
+            raw.write(text.as_buffer())
+        else:
+            fh.write(text.as_py())
+    fh.write("\n]\n")
 
 
 def _csv_safe(v: Any) -> Any:
