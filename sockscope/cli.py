@@ -47,7 +47,7 @@ def _expand(paths: tuple[str, ...] | list[str] | str) -> list[str]:
 
 def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", min_gap_s: float = 1.0,
           tls_keylog: str | None = None, tables: tuple[str, ...] = ("connections", "requests", "gaps"),
-          jobs: int = 1, scheduler: str | None = None):
+          jobs: int = 1, scheduler: str | None = None, merge: bool = False):
     """Load with a progress line on stderr (only on a TTY); input errors exit 3."""
     import sockscope
 
@@ -78,7 +78,7 @@ def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", mi
 
             with Client(scheduler) as client:
                 return sockscope.dask.analyze(paths, client=client, min_gap_s=min_gap_s)
-        extra = {"tables": tables, "jobs": jobs} if engine == "native" else {}
+        extra = {"tables": tables, "jobs": jobs, "merge": merge} if engine == "native" else {}
         cap = sockscope.load(target, engine=engine, min_gap_s=min_gap_s, progress=progress,
                              tls_keylog=tls_keylog, **extra)
     except SockscopeError as exc:
@@ -147,6 +147,10 @@ CAPTURE = click.argument("capture", type=click.Path(allow_dash=True, dir_okay=Fa
 CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=True))
 JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
                     help="Worker processes; flows are split by 4-tuple, output is identical to -j 1.")
+MERGE = click.option("--merge", is_flag=True,
+                     help="Read several files as one capture with packets interleaved by time (mergecap), "
+                          "even when they overlap. Without it, files that overlap in time are different "
+                          "capture points, analysed apart (a `capture` column tells which).")
 SCHEDULER = click.option("--scheduler", default=None, metavar="ADDRESS",
                          help="Run the shards on a dask.distributed cluster (e.g. tcp://host:8786); "
                               "the files must be readable by every worker.")
@@ -180,25 +184,29 @@ def main() -> None:
 @ENGINE
 @KEYLOG
 @JOBS
+@MERGE
 @SCHEDULER
 def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str, tls_keylog: str | None,
-            jobs: int, scheduler: str | None) -> None:
+            jobs: int, merge: bool, scheduler: str | None) -> None:
     """One line per TCP connection: who talked, who closed it, with FIN or RST, after how much silence.
 
     Several files (or a directory) are read as one capture in time order, as tcpdump -C/-G
-    rotation writes them: a connection that spans two files is one row.
+    rotation writes them: a connection that spans two files is one row. Files that overlap
+    in time come from different capture points and are analysed apart (column `capture`),
+    unless --merge interleaves their packets into one capture.
 
     \b
     Example:
       sockscope summary captures/crafted/incident-before-fix.pcap
       sockscope summary --json capture.pcap | jq '.[] | select(.closed_by == "client")'
       sockscope summary -j 2 rotated/dump.pcap*
+      sockscope summary --merge eth0.pcap eth1.pcap
     """
     capture = captures
     # The summary needs only the connections table (request counts are on it): building
     # the requests table too would make memory grow with the number of requests.
     cap = _load(capture, engine=engine, tls_keylog=tls_keylog, tables=("connections",), jobs=jobs,
-                scheduler=scheduler)
+                scheduler=scheduler, merge=merge)
     df = cap.connections.sort_values(["start", "conn_id"], kind="stable")
     if _emit(df, as_json, as_csv):
         return
@@ -211,6 +219,9 @@ def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str,
                       ("pkts c/s", "right"), ("bytes c/s", "right"), ("state", "left"), ("closed", "left"),
                       ("idle s", "right"), ("reqs", "right"), ("history", "left")]:
         t.add_column(col, justify=just, no_wrap=True)
+    points = "capture" in df.columns        # several capture points analysed apart
+    if points:
+        t.add_column("capture", no_wrap=True)
     for r in df.itertuples():
         closed = "-" if pd.isna(r.closed_by) else f"{r.closed_by} {r.close_kind} #{r.close_frame}"
         color = "red" if (not pd.isna(r.closed_by) and r.closed_by == "client" and r.unanswered) else None
@@ -222,7 +233,7 @@ def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str,
                   _t(r.start), _s(r.duration_s), f"{r.client_pkts}/{r.server_pkts}",
                   f"{r.client_bytes}/{r.server_bytes}", str(r.state),
                   f"[{color}]{closed}[/{color}]" if color else closed, _s(r.idle_before_close_s),
-                  reqs, str(r.history))
+                  reqs, str(r.history), *([escape(os.path.basename(str(r.capture)))] if points else []))
     con.print(t)
     con.print("[dim](?) roles guessed without a handshake; idle s = silence before the first FIN/RST; "
               "frame numbers (#) as in Wireshark[/dim]")
@@ -236,9 +247,10 @@ def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str,
 @ENGINE
 @KEYLOG
 @JOBS
+@MERGE
 @SCHEDULER
 def requests(captures: tuple[str, ...], conn_ids: tuple[int, ...], as_json: bool, as_csv: bool, engine: str,
-             tls_keylog: str | None, jobs: int, scheduler: str | None) -> None:
+             tls_keylog: str | None, jobs: int, merge: bool, scheduler: str | None) -> None:
     """HTTP/1.x requests grouped by connection: the reuse chain and what happened to each.
 
     \b
@@ -246,7 +258,7 @@ def requests(captures: tuple[str, ...], conn_ids: tuple[int, ...], as_json: bool
       sockscope requests captures/crafted/incident-before-fix.pcap
       sockscope requests --conn 0 --json capture.pcap
     """
-    cap = _load(captures, engine=engine, tls_keylog=tls_keylog, jobs=jobs, scheduler=scheduler)
+    cap = _load(captures, engine=engine, tls_keylog=tls_keylog, jobs=jobs, scheduler=scheduler, merge=merge)
     df = cap.requests
     if conn_ids:
         df = df[df["conn_id"].isin(conn_ids)]

@@ -60,3 +60,88 @@ def test_cli_reads_a_directory_of_rotated_files(tmp_path):
     import json
     rows = json.loads(r.stdout)
     assert [x["close_frame"] for x in rows] == [16, 35, 54]
+
+
+def split_by_flow(path: Path, out_dir: Path) -> list[Path]:
+    """Two captures of one period, as two interfaces would record it: TCP flows alternate
+    between the files (by order of first appearance), so the files overlap in time."""
+    data = path.read_bytes()
+    assert struct.unpack_from("<I", data, 20)[0] == 1, "Ethernet captures only"
+    header, pos = data[:24], 24
+    flows: dict[frozenset, int] = {}
+    out: list[list[bytes]] = [[], []]
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        rec = data[pos:pos + 16 + caplen]
+        pkt = rec[16:]
+        ihl = (pkt[14] & 15) * 4
+        ports = struct.unpack_from("!HH", pkt, 14 + ihl)
+        key = frozenset([(pkt[26:30], ports[0]), (pkt[30:34], ports[1])])
+        out[flows.setdefault(key, len(flows)) % 2].append(rec)
+        pos += 16 + caplen
+    files = []
+    for i, recs in enumerate(out):
+        f = out_dir / f"if{i}.pcap"
+        f.write_bytes(header + b"".join(recs))
+        files.append(f)
+    return files
+
+
+MIXED = ROOT / "captures/lab/mixed/capture.pcap"
+
+
+def test_overlapping_files_are_capture_points_analysed_apart(tmp_path):
+    whole = sockscope.load(MIXED)
+    a, b = split_by_flow(MIXED, tmp_path)
+    alone = [sockscope.load(a), sockscope.load(b)]
+    apart = sockscope.load([b, a])
+    conns = apart.connections
+    # each point is analysed as if read alone; ids continue from one point to the next
+    assert list(conns["capture"].astype(str)) == [str(a)] * len(alone[0].connections) + [str(b)] * len(alone[1].connections)
+    assert list(conns["conn_id"]) == list(range(len(conns)))
+    assert apart.facts["capture_points"] == [[str(a)], [str(b)]]
+    assert any("capture points" in w for w in apart.facts["warnings"])
+    for k, one in enumerate(alone):
+        mine = conns[conns["capture"] == str((a, b)[k])].drop(columns=["capture", "conn_id"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, one.connections.drop(columns="conn_id"))
+    # nothing lost: the same connections as the single capture, by 4-tuple and start
+    key = ["client_ip", "client_port", "server_ip", "server_port", "start"]
+    assert sorted(map(tuple, conns[key].astype(str).values)) == sorted(map(tuple, whole.connections[key].astype(str).values))
+    assert len(apart.requests) == len(whole.requests)
+    assert set(apart.requests["conn_id"]) <= set(conns["conn_id"])
+
+
+def test_merge_interleaves_capture_points_into_the_original_capture(tmp_path):
+    whole = sockscope.load(MIXED)
+    files = split_by_flow(MIXED, tmp_path)
+    ts = whole.connections["start"]
+    merged = sockscope.load(files, merge=True)
+    assert merged.facts["merged"] and merged.facts["packets"] == whole.facts["packets"]
+    # timestamps are distinct in this capture, so interleaving restores its packet order
+    # and every table, frame numbers included, equals the single file's
+    assert ts.is_unique
+    for table in ("connections", "requests", "gaps"):
+        pd.testing.assert_frame_equal(getattr(merged, table), getattr(whole, table))
+
+
+def test_jobs_two_keeps_capture_points_apart_like_serial(tmp_path):
+    files = split_by_flow(MIXED, tmp_path)
+    serial = sockscope.load(files)
+    parallel = sockscope.load(files, jobs=2)
+    for table in ("connections", "requests", "gaps"):
+        pd.testing.assert_frame_equal(getattr(parallel, table), getattr(serial, table))
+
+
+def test_cli_merge_flag(tmp_path):
+    import json
+
+    files = [str(f) for f in split_by_flow(MIXED, tmp_path)]
+    apart = subprocess.run([sys.executable, "-m", "sockscope", "summary", "--json", *files],
+                           capture_output=True, text=True)
+    merged = subprocess.run([sys.executable, "-m", "sockscope", "summary", "--json", "--merge", *files],
+                            capture_output=True, text=True)
+    assert apart.returncode == 0 and merged.returncode == 0, apart.stderr + merged.stderr
+    assert "capture points" in apart.stderr and "capture points" not in merged.stderr
+    rows_apart, rows_merged = json.loads(apart.stdout), json.loads(merged.stdout)
+    assert {r["capture"] for r in rows_apart} == set(files)
+    assert "capture" not in rows_merged[0] and len(rows_merged) == len(rows_apart)

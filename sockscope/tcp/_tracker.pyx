@@ -28,6 +28,7 @@ number of open connections, not the number of packets.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
 from sockscope.capture._source cimport PacketSource, Pkt, PKT_TCP
 
@@ -811,6 +812,60 @@ cdef class Tracker:
                 self.sweep(p.ts_ns, False)
                 if progress is not None:
                     progress(n)
+        self.packets += n
+
+    def run_merged(self, list sources, progress=None):
+        """Consume several sources as one capture, packets interleaved by timestamp.
+
+        What ``mergecap`` (without -a) writes: captures of different interfaces or hosts
+        taken at the same time. Frames are numbered in merged order; on equal timestamps the
+        earlier source in the list goes first. Each source keeps exactly one decoded packet
+        pending, whose payload stays valid because only that source is read next.
+        """
+        cdef int k = len(sources), i, best
+        cdef PacketSource src
+        cdef Pkt* pend = <Pkt*>PyMem_Malloc(max(k, 1) * sizeof(Pkt))
+        cdef bint* live = <bint*>PyMem_Malloc(max(k, 1) * sizeof(bint))
+        cdef Conn c
+        cdef int64_t n = 0
+        cdef int64_t next_sweep = 0
+        if pend == NULL or live == NULL:
+            PyMem_Free(pend)
+            PyMem_Free(live)
+            raise MemoryError()
+        try:
+            for i in range(k):
+                src = sources[i]
+                live[i] = src.next_packet(&pend[i])
+            while True:
+                best = -1
+                for i in range(k):
+                    if live[i] and (best < 0 or pend[i].ts_ns < pend[best].ts_ns):
+                        best = i
+                if best < 0:
+                    break
+                n += 1
+                pend[best].frame = n
+                if self.capture_first_ts < 0:
+                    self.capture_first_ts = pend[best].ts_ns
+                if pend[best].ts_ns > self.capture_last_ts:
+                    self.capture_last_ts = pend[best].ts_ns
+                if pend[best].status == PKT_TCP and not (
+                        self.shard_n > 1
+                        and <int>(self.key_hash(&pend[best]) % <uint64_t>self.shard_n) != self.shard_k):
+                    self.tcp_packets += 1
+                    c = self.lookup(&pend[best])
+                    self.on_packet(c, &pend[best])
+                if n >= next_sweep:
+                    next_sweep = n + 65536
+                    self.sweep(pend[best].ts_ns, False)
+                    if progress is not None:
+                        progress(n)
+                src = sources[best]
+                live[best] = src.next_packet(&pend[best])
+        finally:
+            PyMem_Free(pend)
+            PyMem_Free(live)
         self.packets += n
 
     @property
