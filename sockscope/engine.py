@@ -112,7 +112,7 @@ def _ip(b: bytes) -> str:
     s = _ip_cache.get(b)
     if s is None:
         s = str(ipaddress.ip_address(b))
-        if len(_ip_cache) < 1_000_000:
+        if len(_ip_cache) < 65_536:     # a flood of distinct addresses must not grow it
             _ip_cache[b] = s
     return s
 
@@ -261,7 +261,7 @@ _CODE_COLUMNS = {
 }
 
 
-def _rows_frame(rows: RowStore) -> pd.DataFrame:
+def _rows_frame(rows: RowStore, release: bool = False) -> pd.DataFrame:
     data: dict[str, Any] = {}
     for name, kind in _CONN_FIELDS.items():
         if name in ("client_ip", "server_ip"):
@@ -277,8 +277,13 @@ def _rows_frame(rows: RowStore) -> pd.DataFrame:
             uniq = list(dict.fromkeys(cats))
             codes = np.array([uniq.index(c) for c in cats] + [-1], dtype=np.int64)[arr]
             data[name] = pd.Categorical.from_codes(codes, categories=uniq)
-            continue
-        data[name] = _int_column(rows.ints[name], kind)
+        else:
+            data[name] = _int_column(rows.ints[name], kind)
+        if release:
+            # the row store's copy goes as soon as its column is built: a million-row
+            # table is not held twice
+            del arr
+            rows.ints[name] = array("q")
     return pd.DataFrame(data)
 
 
@@ -317,7 +322,7 @@ def run(
     l7: bool = True,
     progress: Callable[[int], None] | None = None,
     linger_s: float = 5.0,
-    max_open: int = 1_000_000,
+    max_open: int = 100_000,
     tables: tuple[str, ...] = ("connections", "requests", "gaps"),
     jobs: int = 1,
     shard: tuple[int, int] | None = None,
@@ -418,10 +423,15 @@ class _Point:
         facts["tcp_packets"] = tracker.tcp_packets
         facts["connections"] = tracker.next_id
         facts["evicted_connections"] = tracker.evicted
+        if tracker.evicted:
+            facts["warnings"] = list(facts.get("warnings", [])) + [
+                f"more than {tracker.max_open:,} connections open at once: {tracker.evicted:,} quiet ones "
+                f"(no packet for {tracker.linger_ns / 1e9:g} s) were ended early as if the capture had ended "
+                f"(max_open caps memory; a later packet of one starts a new row)"]
         facts["http_violations"] = dict(sink.violation_counts)
         facts["http_violation_frames"] = {k: list(v) for k, v in sink.violations.items()}
         return EngineResult(
-            connections=_connections_table(_rows_frame(self.rows)),
+            connections=_connections_table(_rows_frame(self.rows, release=True)),
             requests=_requests_table(sink.requests_frame()),
             gaps=_gaps_table(sink.gaps.frame()),
             facts=facts,

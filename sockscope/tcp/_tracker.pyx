@@ -236,7 +236,7 @@ cdef class Tracker:
     cdef public int shard_n
 
     def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=5.0, bint l7=True,
-                 session_factory=None, detect=None, int64_t max_open=1_000_000):
+                 session_factory=None, detect=None, int64_t max_open=100_000):
         self.table = {}
         self.open_conns = []
         self.next_id = 0
@@ -879,16 +879,21 @@ cdef class Tracker:
 
     cdef void sweep(self, int64_t now, bint final):
         cdef list keep = []
+        cdef list held = self.open_conns
+        cdef Py_ssize_t i, n = len(held)
         cdef Conn c
         cdef bint done
-        for c in self.open_conns:
+        for i in range(n):
+            c = held[i]
             done = final or (
                 ((c.s[0].did_close and c.s[1].did_close) or c.s[0].state == RESET or c.s[1].state == RESET)
                 and now - c.seen_ts > self.linger_ns)
-            if not done and len(self.open_conns) > self.max_open and now - c.seen_ts > self.linger_ns:
+            if not done and n > self.max_open and now - c.seen_ts > self.linger_ns:
                 done = True
                 self.evicted += 1
             if done:
+                # let go of it now, so a large final sweep frees connections as rows grow
+                held[i] = None
                 self.retire(c)
             else:
                 keep.append(c)
@@ -1110,6 +1115,7 @@ cdef class RowStore:
     cdef public list server_addr
     cdef public list history
     cdef public list sni
+    cdef dict hist_seen
     cdef public object on_extra    # called for connections with HTTP sessions or gaps
     cdef public int64_t n
 
@@ -1124,6 +1130,7 @@ cdef class RowStore:
         self.server_addr = []
         self.history = []
         self.sni = []
+        self.hist_seen = {}
         self.on_extra = on_extra
         self.n = 0
 
@@ -1146,6 +1153,8 @@ cdef class RowStore:
                 ch += 32
             hist.append(ch)
         h = hist.decode("ascii")
+        # Most connections share a handful of histories (a SYN flood: one); keep one copy.
+        h = self.hist_seen.setdefault(h, h) if len(self.hist_seen) < 65536 else h
         state = conn_state(O, R, h, osize, rsize)
         if c.session is not None or c.gaps:
             res = self.on_extra(c.conn_id, c.session, c.gaps or [], c.proto,
