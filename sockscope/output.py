@@ -48,6 +48,11 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def use_system_allocator() -> None:
+    """Make Arrow allocate with the C library's malloc (returns memory, lower peaks)."""
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 # Text that can go between JSON quotes as it is: printable ASCII without quote or backslash.
 _NEEDS_ESCAPE = r'[^\x20-\x21\x23-\x5b\x5d-\x7e]'
 
@@ -109,7 +114,7 @@ def write_json(df: pd.DataFrame, fh: TextIO) -> None:
     # Rows are assembled by Arrow too: key literals and cell texts joined element-wise.
     keys = [("{" if i == 0 else ",") + _jstr(str(c)) + ":" for i, c in enumerate(df.columns)]
     fh.write("[")
-    step = 10_000       # slices bound the text held in memory for a million-row table
+    step = 4_096        # slices bound the text held in memory for a million-row table
     raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
     for i in range(0, len(df), step):
         part = df.iloc[i:i + step]
