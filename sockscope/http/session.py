@@ -1,3 +1,4 @@
+# cython: nonecheck=True
 """HTTP/1.x message framing and request/response pairing for one TCP connection.
 
 See the package docstring (:mod:`sockscope.http`) for the theory of operation.  This module
@@ -345,9 +346,9 @@ class _Side:
 
     buf = cython.declare(bytearray, visibility="public")
     fields = cython.declare(list)
-    ex = cython.declare(object)
+    ex = cython.declare(Exchange)
     inflater = cython.declare(object)
-    await_ex = cython.declare(object)
+    await_ex = cython.declare(Exchange)
     carry_ts = cython.declare(object)
     carry_frame = cython.declare(object)
     last_ts = cython.declare(object)
@@ -566,7 +567,7 @@ class HttpSession:
                     k = side.remaining
                 if side.inflater is not None:
                     side.inflater.feed(buf[pos : pos + k])
-                ex = side.ex
+                ex: Exchange = side.ex
                 if side.is_server:
                     ex.response_body_len += k
                     ex.response_end_ns = ts
@@ -783,6 +784,7 @@ class HttpSession:
 
     @cython.cfunc
     def _damage(self, side: _Side, kind: str, frame) -> cython.void:
+        ex: Exchange
         """Framing of the current message is lost: flag it and resynchronise."""
         if kind:
             self._violate(kind, frame)
@@ -838,6 +840,7 @@ class HttpSession:
 
     @cython.cfunc
     def _start_request(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        ex: Exchange
         p: cython.p_uchar = buf
         # RFC 9112 2.2: empty lines before a request line are ignored.
         while p[pos] == 13 or p[pos] == 10:
@@ -880,7 +883,7 @@ class HttpSession:
         return nl + 1
 
     @cython.cfunc
-    def _new_request(self, method, uri, version, t0, f0, ts, frame) -> object:
+    def _new_request(self, method, uri, version, t0, f0, ts, frame) -> Exchange:
         index = self._next_index
         self._next_index = index + 1
         self.pending += 1
@@ -917,7 +920,7 @@ class HttpSession:
         return end
 
     @cython.cfunc
-    def _request_fields(self, side: _Side, ex, ts, frame) -> cython.void:
+    def _request_fields(self, side: _Side, ex: Exchange, ts, frame) -> cython.void:
         """Record the request's header fields and choose how its body is framed."""
         ex.request_end_ns = ts
         ex.request_last_frame = frame
@@ -1003,6 +1006,7 @@ class HttpSession:
 
     @cython.cfunc
     def _start_response(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
+        ex: Exchange
         q = self._queue
         head = q[0] if q else None
         if type(head) is int:
@@ -1093,7 +1097,7 @@ class HttpSession:
         return end
 
     @cython.cfunc
-    def _response_fields(self, side: _Side, ex, ts, frame) -> cython.void:
+    def _response_fields(self, side: _Side, ex: Exchange, ts, frame) -> cython.void:
         """Record the response's header fields and frame its body (RFC 9112 6.3)."""
         if side.interim:
             if ex.last_frame is None or frame > ex.last_frame:
@@ -1189,7 +1193,7 @@ class HttpSession:
             side.inflater = _Inflater(_INFLATABLE[codings[0]], self.max_decoded_body)
 
     @cython.cfunc
-    def _settle_client(self, ex, tunnel: cython.bint) -> cython.void:
+    def _settle_client(self, ex: Exchange, tunnel: cython.bint) -> cython.void:
         """The final response to a held CONNECT/Upgrade request is known: release the client."""
         c = self._client
         if c.state != _PAUSED or c.await_ex is not ex:
@@ -1274,6 +1278,7 @@ class HttpSession:
 
     @cython.cfunc
     def _message_done(self, side: _Side, ts, frame, hold: cython.bint) -> cython.void:
+        ex: Exchange
         ex = side.ex
         side.ex = None
         side.state = _START
@@ -1324,6 +1329,7 @@ class HttpSession:
 
     @cython.cfunc
     def _gap(self, side: _Side, nbytes, ts, frame) -> cython.void:
+        ex: Exchange
         if nbytes <= 0 or self._finished:
             return
         st = side.state
@@ -1367,6 +1373,7 @@ class HttpSession:
 
     @cython.cfunc
     def _finish(self) -> cython.void:
+        ex: Exchange
         c: _Side = self._client
         s: _Side = self._server
         side: _Side
@@ -1468,7 +1475,8 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _span(ex: Exchange) -> None:
+@cython.cfunc
+def _span(ex: Exchange) -> cython.void:
     lo = ex.first_frame
     for f in (ex.request_first_frame, ex.response_first_frame):
         if f is not None and (lo is None or f < lo):
