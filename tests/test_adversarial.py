@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import sockscope
@@ -59,6 +60,24 @@ def test_syn_flood_of_200k_distinct_tuples_reports_every_half_open_connection_in
     assert per_conn < 3.0, f"{per_conn:.2f} KiB per half-open connection"
 
 
+def test_syn_flood_of_1m_distinct_tuples_stays_under_the_memory_cap(tmp_path):
+    """A million unanswered SYNs (50 s at 20k/s) under a 1.5 GiB address-space limit.
+
+    The held set is capped by ``max_open`` (100k by default: quiet half-open connections
+    beyond it are ended early, counted and warned about); every SYN is still a row.
+    """
+    n = 1_000_000
+    p = tmp_path / "syn-flood-1m.pcap"
+    M.write_syn_flood(p, n, per_second=20_000)
+    res = M.measure(p, tables=["connections"], findings=False, mem_mb=1536, timeout=900)
+    assert res["outcome"] == "ok", res
+    assert res["connections"] == n and res["conn_states"] == {"S0": n}
+    assert res["evicted"] > n // 2
+    assert any("connections open at once" in w for w in res["warnings"])
+    print(f"SYN flood {n:,}: peak RSS {res['max_rss_mb']:.0f} MiB, {res['seconds']:.1f} s, "
+          f"{res['evicted']:,} evicted")
+
+
 def _track(path: Path, max_open: int) -> tuple[Tracker, RowStore]:
     rows = RowStore(engine._Sink())
     tr = Tracker(rows, session_factory=HttpSession, detect=detect, max_open=max_open)
@@ -83,6 +102,7 @@ def test_max_open_evicts_quiet_half_open_connections_and_keeps_their_rows(tmp_pa
     cap = sockscope.load(p, max_open=10_000, tables=("connections",))
     assert len(cap.connections) == n
     assert cap.facts["evicted_connections"] == tr.evicted
+    assert any(f"{tr.evicted:,} quiet ones" in w for w in cap.facts["warnings"])
     assert set(cap.connections["state"].astype(str)) == {"S0"}
 
 
@@ -230,3 +250,22 @@ def test_pcapng_timestamps_that_wrap_int64_are_clamped_not_an_overflow_error(tmp
     assert cap.facts["packets"] == 3
     assert len(cap.requests) == 1
     assert sum("out of range" in w for w in cap.facts["warnings"]) == 1
+
+
+def test_total_out_of_order_cap_turns_held_islands_into_gaps():
+    """Reordered segments are held for reassembly; past the total cap (all connections) the
+    direction adding to it gives up its islands: the hole becomes missed bytes, counted."""
+    path = REPO / "captures" / "crafted" / "retrans-reorder.pcap"
+
+    def track(cap_bytes: int):
+        rows = RowStore(engine._Sink())
+        tr = Tracker(rows, session_factory=HttpSession, detect=detect, max_ooo_bytes=cap_bytes)
+        tr.run(open_source(str(path)), None)
+        tr.finish()
+        return tr, np.frombuffer(rows.ints["missed_bytes"], dtype=np.int64)
+
+    roomy, missed_roomy = track(256 << 20)
+    tight, missed_tight = track(1)
+    assert roomy.ooo_flushes == 0 and missed_roomy.sum() == 0
+    assert tight.ooo_flushes > 0 and missed_tight.sum() > 0
+    assert roomy.ooo_bytes == 0 and tight.ooo_bytes == 0, "every held byte is released by the end"

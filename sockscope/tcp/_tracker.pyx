@@ -232,11 +232,15 @@ cdef class Tracker:
     cdef public int64_t tcp_packets
     cdef public int64_t max_open
     cdef public int64_t evicted
+    cdef public int64_t ooo_bytes       # out-of-order payload held, all connections
+    cdef public int64_t max_ooo_bytes
+    cdef public int64_t ooo_flushes     # times the total cap made a direction give up its islands
     cdef public int shard_k
     cdef public int shard_n
 
     def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=5.0, bint l7=True,
-                 session_factory=None, detect=None, int64_t max_open=100_000):
+                 session_factory=None, detect=None, int64_t max_open=100_000,
+                 int64_t max_ooo_bytes=256 * 1024 * 1024):
         self.table = {}
         self.open_conns = []
         self.next_id = 0
@@ -251,6 +255,7 @@ cdef class Tracker:
         self.packets = 0
         self.tcp_packets = 0
         self.max_open = max_open
+        self.max_ooo_bytes = max_ooo_bytes
         self.evicted = 0
         self.shard_k = 0
         self.shard_n = 1
@@ -455,6 +460,7 @@ cdef class Tracker:
             s = item[0]
             e = item[1]
             c.island_bytes[d] -= e - s
+            self.ooo_bytes -= e - s
             if e > S.next_rel:
                 data = item[2]
                 if data is not None:
@@ -563,7 +569,14 @@ cdef class Tracker:
             i += 1
         isl.insert(i, (s, seen_end, data, p.ts_ns, p.frame))
         c.island_bytes[d] += seen_end - s
+        self.ooo_bytes += seen_end - s
         S.new_bytes += seen_end - s
+        if self.ooo_bytes > self.max_ooo_bytes:
+            # Over the total cap: this direction gives up what it holds (its holes become
+            # gaps), so the total never exceeds the cap by more than one segment.
+            self.ooo_flushes += 1
+            while isl:
+                self.declare_gap(c, d, isl[0][0], True, p.ts_ns, p.frame)
         while len(isl) > MAX_ISLANDS or c.island_bytes[d] > MAX_ISLAND_BYTES:
             self.declare_gap(c, d, isl[0][0], True, p.ts_ns, p.frame)
         return True
