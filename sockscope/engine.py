@@ -569,16 +569,24 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
     # capture points (see _apart) keep their order; frames count within each point
     keys = (["capture"] if "capture" in conns[0].columns else []) + ["first_frame", "_shard", "conn_id"]
     allc = pd.concat(conns, ignore_index=True).sort_values(keys, kind="stable")
-    # a connection's id is its rank by first packet, exactly as a serial run numbers them
-    new_id = {(s, old): new for new, (s, old) in enumerate(zip(allc["_shard"], allc["conn_id"]))}
-    allc["conn_id"] = range(len(allc))
+    # a connection's id is its rank by first packet, exactly as a serial run numbers them;
+    # per shard, a lookup array from the shard's own ids to the new ones
+    shard_of = allc["_shard"].to_numpy()
+    old_ids = allc["conn_id"].to_numpy(dtype=np.int64)
+    lookup = []
+    for k in range(len(parts)):
+        mine = shard_of == k
+        table = np.full(int(old_ids[mine].max()) + 1 if mine.any() else 0, -1, dtype=np.int64)
+        table[old_ids[mine]] = np.flatnonzero(mine)
+        lookup.append(table)
+    allc["conn_id"] = np.arange(len(allc), dtype=np.int64)
     allc = allc.drop(columns="_shard").reset_index(drop=True)
 
     def remap(tables: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
         out = []
         for k, t in enumerate(tables):
             t = t.copy()
-            t["conn_id"] = [new_id[(k, int(c))] for c in t["conn_id"]]
+            t["conn_id"] = lookup[k][t["conn_id"].to_numpy(dtype=np.int64)]
             out.append(t)
         df = pd.concat(out, ignore_index=True) if out else out
         return df.sort_values(keys, kind="stable").reset_index(drop=True)
