@@ -851,7 +851,9 @@ class HttpSession:
         if nl < 0:
             self._read_line(side, buf, pos, n, self.max_header_line, "request_line_too_large", frame)
             return side.resume
-        parsed = parse_request_line(_bytes(buf, p, pos, nl), True)
+        parsed = _fast_request_line(buf, p, pos, nl)
+        if parsed is None:
+            parsed = parse_request_line(_bytes(buf, p, pos, nl), True)
         if parsed is None:
             self._violate("junk_before_request", frame)
             side.state = _RESYNC
@@ -1035,7 +1037,9 @@ class HttpSession:
         if nl < 0:
             self._read_line(side, buf, pos, n, self.max_header_line, "status_line_too_large", frame)
             return side.resume
-        parsed = parse_status_line(_bytes(buf, p, pos, nl))
+        parsed = _fast_status_line(buf, p, pos, nl)
+        if parsed is None:
+            parsed = parse_status_line(_bytes(buf, p, pos, nl))
         if parsed is None:
             self._violate("junk_before_response", frame)
             side.state = _RESYNC
@@ -1418,6 +1422,89 @@ class HttpSession:
 def _is_space(c: cython.int) -> cython.bint:
     # What bytes.strip() strips (a line never holds CR or LF).
     return c == 32 or c == 9 or c == 11 or c == 12
+
+
+# The everyday start lines, recognised in place without splitting the line into objects.
+# Anything else returns None and goes through the general grammar (_grammar), whose answers
+# these must equal (tests/http/test_fast_lines.py checks that on arbitrary lines).
+_FAST_METHODS = tuple((m.encode("ascii"), m) for m in ("GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS"))
+
+
+@cython.cfunc
+@cython.inline
+def _is_ws(c: cython.int) -> cython.bint:
+    # What bytes.split() splits on.
+    return c == 32 or (9 <= c <= 13)
+
+
+@cython.cfunc
+def _fast_request_line(buf, p: cython.p_uchar, a: cython.Py_ssize_t, b: cython.Py_ssize_t) -> object:
+    """(method, target, version) of 'METHOD SP target SP HTTP/1.x' with a common method."""
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    k: cython.Py_ssize_t
+    n: cython.Py_ssize_t
+    q: cython.p_uchar
+    if b > a and p[b - 1] == 13:
+        b -= 1
+    i = a
+    while i < b and 65 <= p[i] <= 90:
+        i += 1
+    if i == a or i >= b or p[i] != 32:
+        return None
+    method = None
+    for mb, ms in _FAST_METHODS:
+        n = len(mb)
+        if n != i - a:
+            continue
+        q = mb
+        j = 0
+        while j < n and p[a + j] == q[j]:
+            j += 1
+        if j == n:
+            method = ms
+            break
+    if method is None:
+        return None
+    # ... SP HTTP/1.0 or HTTP/1.1 at the end, a non-empty target without whitespace between
+    if b - i < 11 or p[b - 9] != 32 or p[b - 8] != 72 or p[b - 7] != 84 or p[b - 6] != 84 \
+            or p[b - 5] != 80 or p[b - 4] != 47 or p[b - 3] != 49 or p[b - 2] != 46 \
+            or (p[b - 1] != 48 and p[b - 1] != 49):
+        return None
+    for k in range(i + 1, b - 9):
+        if _is_ws(p[k]):
+            return None
+    return method, _text(_bytes(buf, p, i + 1, b - 9)), ("1.1" if p[b - 1] == 49 else "1.0")
+
+
+@cython.cfunc
+def _fast_status_line(buf, p: cython.p_uchar, a: cython.Py_ssize_t, b: cython.Py_ssize_t) -> object:
+    """(version, status, reason) of 'HTTP/1.x SP ddd [SP reason]'."""
+    if b > a and p[b - 1] == 13:
+        b -= 1
+    if b - a < 12 or p[a] != 72 or p[a + 1] != 84 or p[a + 2] != 84 or p[a + 3] != 80 or p[a + 4] != 47 \
+            or p[a + 5] != 49 or p[a + 6] != 46 or (p[a + 7] != 48 and p[a + 7] != 49) or p[a + 8] != 32:
+        return None
+    d0: cython.int = p[a + 9] - 48
+    d1: cython.int = p[a + 10] - 48
+    d2: cython.int = p[a + 11] - 48
+    if not (0 <= d0 <= 9 and 0 <= d1 <= 9 and 0 <= d2 <= 9):
+        return None
+    r: cython.Py_ssize_t = a + 12
+    if r < b and p[r] != 32:
+        return None
+    while r < b and _is_ws(p[r]):
+        r += 1
+    e: cython.Py_ssize_t = b
+    while e > r and _is_ws(p[e - 1]):
+        e -= 1
+    return ("1.1" if p[a + 7] == 49 else "1.0"), d0 * 100 + d1 * 10 + d2, (_text(_bytes(buf, p, r, e)) if e > r else "")
+
+
+def fast_start_line(line: bytes, response: bool) -> object:
+    """The in-place start-line recognisers, callable from Python (for tests)."""
+    q: cython.p_uchar = line
+    return _fast_status_line(line, q, 0, len(line)) if response else _fast_request_line(line, q, 0, len(line))
 
 
 @cython.cfunc
