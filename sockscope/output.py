@@ -86,6 +86,9 @@ def _fragments(col: pd.Series) -> pa.Array:
         # NaN and infinities are not JSON numbers: they are missing values here
         vals = pc.if_else(pc.is_finite(vals), vals, pa.scalar(None, pa.float64()))
         txt = pc.cast(vals, pa.string())       # shortest text that reads back as the same double
+        # ... which for whole numbers is "5": keep it a float to typed readers ("5.0")
+        txt = pc.if_else(pc.match_substring_regex(txt, "[.eE]"), txt,
+                         pc.binary_join_element_wise(txt, ".0", ""))
     elif isinstance(dt, pd.StringDtype) or col.map(lambda v: v is None or isinstance(v, str)).all():
         raw = pa.array(col, type=pa.string(), from_pandas=True)
         txt = pc.binary_join_element_wise('"', raw, '"', "")
