@@ -1,20 +1,30 @@
-"""Long fuzz run: mutated captures through the whole pipeline, in sandboxed workers.
+"""Long fuzz run: mutated captures through the parsing core, every Nth also the whole pipeline.
 
-    python bench/fuzz.py --inputs 100000 [--seconds N] [--jobs 2] [--seed 1]
-    python bench/fuzz.py --seed 1 --only 1234          # re-run one input in-process, show the result
+    python bench/fuzz.py --inputs 100000 [--seconds N] [--jobs 2] [--seed 1] [--full-every 10]
+    python bench/fuzz.py --seed 1 --only 1234          # re-run one input in-process (both tiers), show the result
     python bench/fuzz.py --adversarial [--syn 1000000] # big adversarial captures, one child each
 
 Each input is the ``index``-th mutant of ``--seed`` (``tests/fuzz/mutators.py``: a pure
 function of the two integers) of a seed capture (captures/crafted, captures/lab, and the
-Zeek conformance captures when present). Workers are separate interpreters with an
-address-space limit (``--mem-mb``, default 1536 MiB; pyarrow's allocator is switched to the
-system one so the limit measures what is used, not what jemalloc reserves) and a per-input
-wall-clock limit (``--timeout``). A worker that times out or dies is replaced.
+Zeek conformance captures when present).
+
+Two tiers, both on the same bytes. Every input goes through the parsing core
+(``mutators.analyse_core``: reader, tracker, reassembly, HTTP framer, row store and the
+engine's sink, wired as ``engine.run`` wires them, with the invariants that hold there), about
+1-2 ms for a mutant of the seed captures. Every ``--full-every``-th index (default 10; 1 = all)
+also goes through ``sockscope.load`` + tables + findings + anomalies (``mutators.analyse``,
+~80 ms, mostly pandas), and the two tiers must agree on every figure they both report.
+The tier of an input is a function of its index; ``--only`` runs both tiers on it.
+
+Workers are separate interpreters with an address-space limit (``--mem-mb``, default
+1536 MiB; pyarrow's allocator is switched to the system one so the limit measures what is
+used, not what jemalloc reserves) and a per-input wall-clock limit (``--timeout``). A worker
+that times out or dies is replaced. The report gives the peak RSS of the workers.
 
 Outcomes: ``ok``; ``error`` (a SockscopeError: the documented refusal of unreadable input);
-``exception`` (anything else escaped: a bug); ``invariant`` (facts contradict themselves);
-``timeout``; ``memory`` (MemoryError under the limit); ``died`` (the worker was killed by a
-signal or exited). Every input with a bad outcome is written to ``--out`` with the seed and
+``exception`` (anything else escaped: a bug); ``invariant`` (facts contradict themselves, or
+the two tiers disagree); ``timeout``; ``memory`` (MemoryError under the limit); ``died`` (the
+worker was killed by a signal or exited). Every input with a bad outcome is written to ``--out`` with the seed and
 index in its name. Exit status 1 if there was any bad outcome.
 """
 
@@ -56,12 +66,19 @@ def _maxrss_mb() -> float:
 
 # -- worker ----------------------------------------------------------------------------------
 
-def worker(seed: int, mem_mb: int, max_kb: int | None = None) -> None:
+def _full(i: int, full_every: int) -> bool:
+    return full_every > 0 and i % full_every == 0
+
+
+def worker(seed: int, mem_mb: int, max_kb: int | None = None, full_every: int = 10) -> None:
     """Read indexes on stdin, answer one JSON line per index on stdout."""
     lim = mem_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     m = _mutators()
     import sockscope  # noqa: F401  (import before the first input: its cost is not an input's)
+    import sockscope.analysis  # noqa: F401
+
+    m.core_parts()      # the engine internals the core tier drives: fail now, loudly, if renamed
 
     corpus = m.Corpus(max_kb=max_kb)
     out = sys.stdout
@@ -72,7 +89,7 @@ def worker(seed: int, mem_mb: int, max_kb: int | None = None) -> None:
         mu = m.mutant(corpus, seed, i)
         before = _maxrss_mb()
         t = time.perf_counter()
-        res = m.analyse(mu.data)
+        res = m.check(mu.data, full=_full(i, full_every))
         res.update(i=i, dt=time.perf_counter() - t, rss_mb=_maxrss_mb(), rss_grew=_maxrss_mb() > before,
                    ops=mu.ops, source=mu.source, size=len(mu.data))
         out.write(json.dumps(res, default=str) + "\n")
@@ -84,7 +101,8 @@ def worker(seed: int, mem_mb: int, max_kb: int | None = None) -> None:
 class Worker:
     def __init__(self, args: argparse.Namespace):
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", "--seed", str(args.seed), "--mem-mb", str(args.mem_mb)]
+            [sys.executable, __file__, "--worker", "--seed", str(args.seed), "--mem-mb", str(args.mem_mb),
+             "--full-every", str(args.full_every)]
             + (["--max-seed-kb", str(args.max_seed_kb)] if args.max_seed_kb else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(),
             text=True, bufsize=1)
@@ -127,14 +145,24 @@ class Stats:
         self.errors: collections.Counter[str] = collections.Counter()
         self.ops: collections.Counter[str] = collections.Counter()
         self.inputs_with: collections.Counter[str] = collections.Counter()
+        self.anomalies: collections.Counter[str] = collections.Counter()
+        self.tiers: collections.Counter[str] = collections.Counter()
+        self.tier_seconds: collections.Counter[str] = collections.Counter()
         self.max_rss_mb = 0.0
         self.max_rss_input: str = "-"
         self.slowest: tuple[float, str] = (0.0, "-")
         self.bad: list[dict] = []
         self.base_rss_mb = 0.0
+        self.revision = "unknown"
 
     def add(self, res: dict, m) -> None:
         self.by_outcome[res["outcome"]] += 1
+        if "tier" in res or "core_dt" in res:
+            tier = res.get("tier", "core")
+            self.tiers[tier] += 1
+            self.tier_seconds["core"] += res.get("core_dt", 0.0)
+            if tier == "full":
+                self.tier_seconds["full"] += res.get("dt", 0.0) - res.get("core_dt", 0.0)
         for op in res.get("ops", ()):
             self.ops[op] += 1
         if res["outcome"] == "ok":
@@ -150,6 +178,14 @@ class Stats:
                 self.inputs_with["http_violations"] += 1
             if any(k != "tcp" for k in res.get("status_counts", {})):
                 self.inputs_with["non_tcp_status"] += 1
+            # the rows Capture.anomalies would hold, by kind (derived from the same facts)
+            for k, v in res.get("status_counts", {}).items():
+                if k not in ("tcp", "not_ip", "not_tcp"):
+                    self.anomalies[f"packet/{k}"] += v
+            if res.get("warnings"):
+                self.anomalies["file/damaged_input"] += len(res["warnings"])
+            for k, v in res.get("http_violations", {}).items():
+                self.anomalies[f"http/{k}"] += v
         elif res["outcome"] == "error":
             self.errors[m.warning_kind(res.get("detail", ""))] += 1
         rss = res.get("rss_mb", 0.0)
@@ -176,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = m.Corpus(max_kb=args.max_seed_kb)
     out_dir = Path(args.out)
     stats = Stats()
+    stats.revision = _revision()    # what the workers load now, before anyone commits more
     t0 = time.monotonic()
     end_at = t0 + args.seconds if args.seconds else float("inf")
     workers = [Worker(args) for _ in range(args.jobs)]
@@ -188,8 +225,9 @@ def run(args: argparse.Namespace) -> int:
     done = 0
     last_report = t0
     print(f"fuzz: seed {args.seed}, inputs {args.start}..{last_i - 1}, {len(corpus)} seed captures, "
-          f"{args.jobs} workers, limit {args.mem_mb} MiB address space, {args.timeout:.0f} s per input",
-          flush=True)
+          f"{args.jobs} workers, limit {args.mem_mb} MiB address space, {args.timeout:.0f} s per input, "
+          + (f"core tier for all, full pipeline for every {args.full_every}th index" if args.full_every > 0
+             else "core tier only (--full-every 0)"), flush=True)
 
     def replace(w: Worker) -> Worker:
         sel.unregister(w.proc.stdout)
@@ -259,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
             last_report = now
             rate = done / (now - t0)
             print(f"  {done:,} inputs in {now - t0:,.0f} s ({rate:.1f}/s): "
-                  + ", ".join(f"{k} {v:,}" for k, v in stats.by_outcome.most_common()), flush=True)
+                  + ", ".join(f"{k} {v:,}" for k, v in stats.by_outcome.most_common())
+                  + f"; max RSS {stats.max_rss_mb:,.0f} MiB", flush=True)
     for w in workers:
         sel.unregister(w.proc.stdout)
         w.proc.stdin.close()
@@ -269,11 +308,28 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(stats.by_outcome[k] for k in BAD) else 0
 
 
+def _revision() -> str:
+    """The commit the run tested (``+dirty`` when the work tree differs from it)."""
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + ("+dirty" if dirty else "")
+
+
 def _report(stats: Stats, done: int, elapsed: float, args: argparse.Namespace) -> None:
-    print(f"\ninputs tried: {done:,} (seed {args.seed}, indexes {args.start}..{args.start + done - 1}) "
+    print(f"\nrevision:     {stats.revision} (at the start of the run)")
+    print(f"inputs tried: {done:,} (seed {args.seed}, indexes {args.start}..{args.start + done - 1}) "
           f"in {elapsed:,.0f} s ({done / max(elapsed, 1e-9):.1f}/s, {args.jobs} workers)")
     print("by outcome:   " + ", ".join(f"{k} {stats.by_outcome.get(k, 0):,}"
                                        for k in ("ok", "error") + BAD))
+    ncore = sum(stats.tiers.values())
+    print(f"tiers:        core (reader..sink) {ncore:,} inputs, {stats.tier_seconds['core'] * 1e3 / max(ncore, 1):.2f} ms "
+          f"each; full (load + tables + findings + anomalies, compared with core) {stats.tiers['full']:,} inputs, "
+          f"{stats.tier_seconds['full'] * 1e3 / max(stats.tiers['full'], 1):.1f} ms each")
     print(f"max RSS:      {stats.max_rss_mb:,.0f} MiB in a worker (after imports: {stats.base_rss_mb:,.0f} MiB); "
           f"set by {stats.max_rss_input}")
     print(f"slowest:      {stats.slowest[0]:.2f} s, {stats.slowest[1]}")
@@ -282,6 +338,9 @@ def _report(stats: Stats, done: int, elapsed: float, args: argparse.Namespace) -
     print("packet status (facts.status_counts, summed over ok inputs):")
     for k, v in stats.status.most_common():
         print(f"  {k:24s} {v:>12,}")
+    print("anomalies by kind (Capture.anomalies rows: packet status, damaged input, http; summed over ok inputs):")
+    for k, v in stats.anomalies.most_common(15):
+        print(f"  {v:>8,}  {k}")
     print("reader warnings (facts.warnings) by kind:")
     for k, v in stats.warnings.most_common(25):
         print(f"  {v:>8,}  {k}")
@@ -295,7 +354,9 @@ def _report(stats: Stats, done: int, elapsed: float, args: argparse.Namespace) -
         print(f"BAD OUTCOMES: {len(stats.bad)} (inputs saved in {args.out})")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "inputs": done, "seconds": elapsed, "seed": args.seed, "jobs": args.jobs,
+            "inputs": done, "seconds": elapsed, "seed": args.seed, "jobs": args.jobs, "revision": stats.revision,
+            "full_every": args.full_every, "tiers": dict(stats.tiers), "tier_seconds": dict(stats.tier_seconds),
+            "anomalies": dict(stats.anomalies), "base_rss_mb": stats.base_rss_mb,
             "by_outcome": dict(stats.by_outcome), "status_counts": dict(stats.status),
             "warnings": dict(stats.warnings), "http_violations": dict(stats.violations),
             "errors": dict(stats.errors), "max_rss_mb": stats.max_rss_mb, "mutations": dict(stats.ops),
@@ -306,8 +367,8 @@ def _report(stats: Stats, done: int, elapsed: float, args: argparse.Namespace) -
 def only(args: argparse.Namespace) -> int:
     m = _mutators()
     mu = m.mutant(m.Corpus(max_kb=args.max_seed_kb), args.seed, args.only)
-    print(mu.describe())
-    res = m.analyse(mu.data)
+    print(mu.describe() + f" tier={'full' if _full(args.only, args.full_every) else 'core'} (both run here)")
+    res = m.check(mu.data, full=True)
     print(json.dumps(res, indent=1, default=str))
     if args.write:
         Path(args.write).write_bytes(mu.data)
@@ -375,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--start", type=int, default=0, help="first index")
+    ap.add_argument("--full-every", type=int, default=10,
+                    help="every Nth index also runs the full pipeline (load + tables + findings); "
+                         "1 = every input, 0 = core tier only")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per input before it counts as a hang")
     ap.add_argument("--mem-mb", type=int, default=1536, help="address-space limit per worker (MiB)")
     ap.add_argument("--out", default=str(REPO / "bench/data/fuzz"), help="where failing inputs are written")
@@ -391,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.seed, args.mem_mb, args.max_seed_kb)
+        worker(args.seed, args.mem_mb, args.max_seed_kb, args.full_every)
         return 0
     if args.only is not None:
         return only(args)

@@ -3,10 +3,15 @@ raise anything but a SockscopeError, and the CLI never prints a traceback.
 
 * A fixed-seed mutation run (``tests/fuzz/mutators.py``) over the small seed captures:
   up to ``SOCKSCOPE_FUZZ_INPUTS`` inputs (2,000) or ``SOCKSCOPE_FUZZ_SECONDS`` (40 s),
-  whichever comes first. A failure names the seed and index, writes the input to a
+  whichever comes first, two-tier as in ``make fuzz``: every input through the parsing core
+  (``mutators.analyse_core``: reader..HTTP framer..row store and sink, ~1 ms), every
+  ``SOCKSCOPE_FUZZ_FULL_EVERY``-th (10) also through ``sockscope.load`` + findings, and the
+  two tiers must agree. A failure names the seed and index, writes the input to a
   temporary file and prints how to reproduce it. The long run is ``make fuzz``
   (``bench/fuzz.py``), in sandboxed workers.
-* Every mutator on every capture format, so each of them is exercised on each run.
+* The core tier mirrors ``engine.run``: it agrees with the full pipeline on every small seed
+  capture, and it fails loudly (never skips) if the engine internals it drives are renamed.
+* Every mutator on every capture format (both tiers), so each of them is exercised on each run.
 * Hypothesis strategies for structurally valid pcap / pcapng files with random records and
   for random TCP conversations: valid framing is read completely and without warnings.
 * The CLI end to end on a few mutants: exit 3 with one line for unreadable input, exit 0 and
@@ -40,6 +45,7 @@ from tests.fuzz import mutators as M  # noqa: E402
 SEED = int(os.environ.get("SOCKSCOPE_FUZZ_SEED", "20260210"))
 INPUTS = int(os.environ.get("SOCKSCOPE_FUZZ_INPUTS", "2000"))
 SECONDS = float(os.environ.get("SOCKSCOPE_FUZZ_SECONDS", "40"))
+FULL_EVERY = int(os.environ.get("SOCKSCOPE_FUZZ_FULL_EVERY", "10"))
 SEED_KB = 64        # the in-suite run uses the small seeds: more inputs per second
 CLI = REPO / ".venv/bin/sockscope"
 
@@ -56,6 +62,8 @@ def _repro(tmp_path: Path, mu, res) -> str:
     return (f"{res['outcome']} on {mu.describe()}\n"
             f"  input written to {p}\n"
             f"  reproduce: .venv/bin/python -c \"import sockscope; sockscope.load('{p}').findings\"\n"
+            f"        or: .venv/bin/python -c \"from tests.fuzz import mutators as M; "
+            f"print(M.check(open('{p}', 'rb').read(), full=True))\"\n"
             f"        or: .venv/bin/python bench/fuzz.py --max-seed-kb {SEED_KB} --seed {mu.seed} --only {mu.index}\n"
             f"{detail[-3000:]}")
 
@@ -77,28 +85,93 @@ def test_layout_finds_every_record_of_the_seed_captures(corpus):
         assert len(lay.packets()) == n, name
 
 
+# -- the two tiers ----------------------------------------------------------------------------
+
+def test_core_tier_agrees_with_the_full_pipeline_on_the_seed_captures(corpus):
+    """analyse_core() wires the engine's parts as engine.run() does: same facts, same row
+    counts as sockscope.load on every unmutated seed (check(full=True) compares them)."""
+    problems = []
+    for name, raw in zip(corpus.names, corpus.raws):
+        res = M.check(raw, full=True)
+        if res["outcome"] != "ok" or res.get("tier") != "full":
+            problems.append(f"{name}: {res['outcome']} {res.get('detail', '')[-600:]}")
+    assert not problems, "\n".join(problems)
+
+
+def test_core_tier_fails_loudly_when_engine_internals_change(monkeypatch):
+    from sockscope import engine
+
+    M.core_parts.cache_clear()
+    monkeypatch.delattr(engine, "_Point")
+    try:
+        with pytest.raises(M.CoreDrift, match="_Point"):
+            M.analyse_core(b"")
+        with pytest.raises(M.CoreDrift):
+            M.check(b"", full=True)
+    finally:
+        M.core_parts.cache_clear()
+
+
+def test_core_tier_fails_loudly_when_the_engine_wiring_changes(monkeypatch):
+    """Names alone are not enough: a _Point whose read() now wants other arguments (or that
+    no longer feeds its tracker) is caught by the one-request smoke capture."""
+    from sockscope import engine
+
+    class Changed(engine._Point):
+        def read(self, one, progress, extra):
+            super().read(one, progress)
+
+    M.core_parts.cache_clear()
+    monkeypatch.setattr(engine, "_Point", Changed)
+    try:
+        with pytest.raises(M.CoreDrift, match="no longer drives"):
+            M.analyse_core(b"")
+    finally:
+        M.core_parts.cache_clear()
+
+
+def test_tiers_disagreeing_is_an_invariant_outcome(monkeypatch):
+    """A core tier that drifts from the engine (here: it loses a connection) is caught by
+    the comparison on full-tier inputs."""
+    raw = (REPO / "captures/crafted/incident-before-fix.pcap").read_bytes()
+    real = M._core
+
+    def drifted(data):
+        out = real(data)
+        out["connections"] -= 1
+        return out
+
+    monkeypatch.setattr(M, "_core", drifted)
+    res = M.check(raw, full=True)
+    assert res["outcome"] == "invariant" and "connections: core" in res["detail"], res
+
+
 # -- bounded fuzz run -------------------------------------------------------------------------
 
 def test_mutated_captures_raise_only_sockscope_errors(corpus, tmp_path):
     deadline = time.monotonic() + SECONDS
     failures: list[str] = []
     outcomes: dict[str, int] = {}
+    tiers: dict[str, int] = {}
     tried = 0
     for i in range(INPUTS):
         if time.monotonic() > deadline:
             break
         mu = M.mutant(corpus, SEED, i)
-        res = M.analyse(mu.data)
+        res = M.check(mu.data, full=FULL_EVERY > 0 and i % FULL_EVERY == 0)
         tried += 1
         outcomes[res["outcome"]] = outcomes.get(res["outcome"], 0) + 1
+        tiers[res.get("tier", "-")] = tiers.get(res.get("tier", "-"), 0) + 1
         if res["outcome"] not in ("ok", "error"):
             failures.append(_repro(tmp_path, mu, res))
             if len(failures) >= 5:
                 break
-    print(f"fuzz seed {SEED}: {tried} inputs, outcomes {outcomes}")
+    print(f"fuzz seed {SEED}: {tried} inputs, outcomes {outcomes}, by deepest tier run {tiers}")
     assert not failures, f"{len(failures)} of {tried} mutants broke the contract:\n\n" + "\n\n".join(failures)
-    assert tried >= min(INPUTS, 50), f"only {tried} inputs in {SECONDS} s: the run is too slow to mean much"
+    assert tried >= min(INPUTS, 500), f"only {tried} inputs in {SECONDS} s: the run is too slow to mean much"
     assert outcomes.get("ok", 0) > tried // 2, outcomes
+    if FULL_EVERY > 0:
+        assert tiers.get("full", 0) >= min(tried // FULL_EVERY, 20), tiers
 
 
 FORMAT_SEEDS = ["captures/crafted/mixed.pcap", "captures/crafted/fmt-pcapng-2if.pcapng",
@@ -117,7 +190,7 @@ def test_each_mutator_on_each_format_raises_only_sockscope_errors(mutator, tmp_p
             data = fn(rng, raw, M.parse_layout(raw), corpus)
             if corpus.gz[k]:
                 data = M.gzip_wrap(rng, data)[0]
-            res = M.analyse(data)
+            res = M.check(data, full=True)
             if res["outcome"] not in ("ok", "error"):
                 mu = M.Mutant(-1, k * 10 + r, corpus.names[k], [mutator], data)
                 failures.append(_repro(tmp_path, mu, res))

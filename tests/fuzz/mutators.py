@@ -15,12 +15,15 @@ reordered and duplicated records, concatenated files, pcapng blocks whose leadin
 lengths disagree, TCP flag/sequence scrambles, hostile HTTP tokens spliced into payloads,
 and gzip wrapping (intact, cut or with a bad trailer).
 
-This module never imports sockscope except in :func:`analyse`, so the writers are usable
-from a process that has not paid for pandas yet.
+The checks: :func:`analyse_core` (the parsing core, ~1 ms an input), :func:`analyse` (the
+whole pipeline) and :func:`check` (core always, full on request, the two compared). This module
+never imports sockscope outside them, so the writers are usable from a process that has not
+paid for pandas yet.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import io
@@ -727,49 +730,220 @@ def mutant(corpus: Corpus, seed: int, index: int) -> Mutant:
 
 
 # ------------------------------------------------------------------------------------------
-# the check: one input through the whole pipeline
+# the checks: one input through the parsing core (every input) or the whole pipeline
 # ------------------------------------------------------------------------------------------
 
-def analyse(data: bytes) -> dict[str, Any]:
-    """Run ``sockscope.load`` + findings on one input; classify what happened.
+# engine.run() on one source = _run_serial() -> one _Point (sink, row store, tracker wired
+# together) -> _Point.read() (reader + tracker + reassembly + HTTP framer + sink) -> result()
+# (tracker.finish(), then the pandas tables). analyse_core() uses _Point itself, so the wiring is
+# the engine's own, and stops where result() starts building tables.
+_CORE_NAMES = ("_Point", "_no_cyclic_gc", "_ip", "_CODE_COLUMNS", "NA")
+_RUN_KEYWORDS = ("min_gap_s", "l7", "linger_s", "max_open", "tables")
+# What both tiers report and must agree on (check(..., full=True) compares them). The full
+# tier's warnings may go on after the core's: result() appends tracker-level ones.
+COMPARED = ("outcome", "packets", "tcp_packets", "status_counts", "warnings", "http_violations",
+            "connections", "requests", "gaps", "evicted")
 
-    outcome: ``ok``, ``error`` (a SockscopeError: the documented refusal), ``exception``
-    (anything else: a bug), ``invariant`` (no exception, but facts disagree with themselves).
-    MemoryError is reported as ``memory``.
-    """
-    import sockscope
+
+class CoreDrift(RuntimeError):
+    """sockscope.engine no longer has the internals analyse_core() drives: update the helper."""
+
+
+def _smoke_capture() -> bytes:
+    buf = io.BytesIO()
+    f = Flow(PcapWriter(buf))
+    f.handshake(T0)
+    f.client(T0 + 1000, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    f.server(T0 + 2000, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    f.client_fin(T0 + 3000)
+    f.server_fin(T0 + 4000)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=1)
+def core_parts() -> dict[str, Any]:
+    """The engine internals the core tier drives, looked up by name and tried once on a tiny
+    good capture. Raises CoreDrift (never skips) when engine.py renames or removes one, when
+    run() loses a keyword the helper copies, or when the wiring no longer works as used here."""
+    import inspect
+
+    from sockscope import engine
+
+    missing = [n for n in _CORE_NAMES if not hasattr(engine, n)]
+    params = inspect.signature(engine.run).parameters
+    lost = [k for k in _RUN_KEYWORDS if k not in params]
+    if missing or lost:
+        raise CoreDrift(f"sockscope.engine changed (missing names {missing}, run() keywords {lost}): "
+                        "update analyse_core() in tests/fuzz/mutators.py to mirror engine.run()")
+    parts = {n: getattr(engine, n) for n in _CORE_NAMES}
+    parts.update({k: params[k].default for k in _RUN_KEYWORDS})
+    try:
+        res = _core_with(parts, _smoke_capture())
+    except Exception as exc:
+        raise CoreDrift(f"analyse_core() no longer drives sockscope.engine._Point as the engine does "
+                        f"({type(exc).__name__}: {exc}): update it in tests/fuzz/mutators.py\n"
+                        + traceback.format_exc()) from exc
+    if (res["outcome"], res["packets"], res["connections"], res["requests"]) != ("ok", 7, 1, 1):
+        raise CoreDrift(f"analyse_core() on a one-request capture gave {res}: update it")
+    return parts
+
+
+def _classified(fn: Callable[[bytes], dict[str, Any]], data: bytes) -> dict[str, Any]:
     from sockscope.errors import SockscopeError
 
     try:
-        cap = sockscope.load(io.BytesIO(data))
-        findings = cap.findings
-        facts = cap.facts
-        out: dict[str, Any] = {
-            "outcome": "ok",
-            "packets": facts.get("packets", 0),
-            "status_counts": dict(facts.get("status_counts", {})),
-            "warnings": list(facts.get("warnings", [])),
-            "http_violations": dict(facts.get("http_violations", {})),
-            "connections": len(cap.connections), "requests": len(cap.requests),
-            "findings": len(findings),
-        }
-        problems = []
-        if sum(out["status_counts"].values()) != out["packets"]:
-            problems.append(f"status_counts sum {sum(out['status_counts'].values())} != packets {out['packets']}")
-        if facts.get("tcp_packets", 0) != out["status_counts"].get("tcp", 0):
-            problems.append(f"tcp_packets {facts.get('tcp_packets')} != status tcp {out['status_counts'].get('tcp', 0)}")
-        if len(cap.connections) and cap.connections["conn_id"].duplicated().any():
-            problems.append("duplicate conn_id")
-        if problems:
-            out["outcome"] = "invariant"
-            out["detail"] = "; ".join(problems)
-        return out
+        return fn(data)
+    except CoreDrift:
+        raise
     except SockscopeError as exc:
         return {"outcome": "error", "error": type(exc).__name__, "detail": str(exc)}
     except MemoryError:
         return {"outcome": "memory", "detail": traceback.format_exc(limit=-8)}
     except Exception as exc:  # noqa: BLE001 - the whole point: anything else is a bug
         return {"outcome": "exception", "error": type(exc).__name__, "detail": traceback.format_exc()}
+
+
+def _core(data: bytes) -> dict[str, Any]:
+    return _core_with(core_parts(), data)
+
+
+def _core_with(e: dict[str, Any], data: bytes) -> dict[str, Any]:
+    # engine.run(io.BytesIO(data)) with its defaults, one source, up to the tables
+    point = e["_Point"](e["tables"], None, min_gap_s=e["min_gap_s"], linger_s=e["linger_s"], l7=e["l7"],
+                        max_open=e["max_open"])
+    with e["_no_cyclic_gc"]():
+        point.read(io.BytesIO(data), None)
+        point.tracker.finish()
+    tracker, rows, sink, facts = point.tracker, point.rows, point.sink, point.facts
+    n = rows.n
+    ids = list(rows.ints["conn_id"])
+    addrs = [e["_ip"](a) for a in rows.client_addr] + [e["_ip"](a) for a in rows.server_addr]
+    ex = [o for o in sink.ex_outcome if o != "no_request"]
+    out: dict[str, Any] = {
+        "outcome": "ok", "tier": "core",
+        "packets": facts.get("packets", 0), "tcp_packets": tracker.tcp_packets,
+        "status_counts": dict(facts.get("status_counts", {})),
+        "warnings": list(facts.get("warnings", [])),
+        "http_violations": dict(sink.violation_counts),
+        "connections": n, "requests": len(sink.ex_conn), "gaps": sink.gaps.n,
+        "evicted": tracker.evicted,
+    }
+    problems = []
+    if sum(out["status_counts"].values()) != out["packets"]:
+        problems.append(f"status_counts sum {sum(out['status_counts'].values())} != packets {out['packets']}")
+    if tracker.tcp_packets != out["status_counts"].get("tcp", 0):
+        problems.append(f"tcp_packets {tracker.tcp_packets} != status tcp {out['status_counts'].get('tcp', 0)}")
+    if tracker.packets != out["packets"]:
+        problems.append(f"tracker saw {tracker.packets} packets, reader counted {out['packets']}")
+    if n != tracker.next_id:
+        problems.append(f"{tracker.next_id} connections opened, {n} rows retired")
+    if len(set(ids)) != len(ids):
+        problems.append("duplicate conn_id")
+    lens = {len(v) for v in rows.ints.values()} | {len(rows.history), len(rows.sni), len(addrs) // 2}
+    if lens != {n}:
+        problems.append(f"connection columns of lengths {sorted(lens)}, {n} rows")
+    pkts = sum(rows.ints["client_pkts"]) + sum(rows.ints["server_pkts"])
+    if pkts != tracker.tcp_packets:
+        problems.append(f"client_pkts + server_pkts = {pkts} != tcp_packets {tracker.tcp_packets}")
+    for name, cats in e["_CODE_COLUMNS"].items():
+        bad = [v for v in rows.ints[name] if not -1 <= v < len(cats)]
+        if bad:
+            problems.append(f"{name} codes {sorted(set(bad))[:5]} outside its {len(cats)} categories")
+    na = e["NA"]
+    if sum(v for v in rows.ints["requests"] if v != na) != len(ex):
+        problems.append(f"connections count {sum(rows.ints['requests'])} requests, sink holds {len(ex)}")
+    unans = sum(1 for o in ex if o != "complete")
+    if sum(v for v in rows.ints["unanswered"] if v != na) != unans:
+        problems.append(f"connections count {sum(rows.ints['unanswered'])} unanswered, sink holds {unans}")
+    m = len(sink.ex_conn)
+    rlens = {len(c) for c in sink.req_cols} | {len(sink.ex_outcome), len(sink.ex_ended)}
+    if rlens - {m}:
+        problems.append(f"request columns of lengths {sorted(rlens)}, {m} exchanges")
+    known = set(ids)
+    if not set(sink.ex_conn) <= known or not set(sink.gaps.cols["conn_id"]) <= known:
+        problems.append("a request or gap names a connection that has no row")
+    glens = {len(c) for c in sink.gaps.cols.values()}
+    if glens - {sink.gaps.n}:
+        problems.append(f"gap columns of lengths {sorted(glens)}, {sink.gaps.n} gaps")
+    if problems:
+        out["outcome"] = "invariant"
+        out["detail"] = "; ".join(problems)
+    return out
+
+
+def analyse_core(data: bytes) -> dict[str, Any]:
+    """One input through the parsing core only: reader, tracker, reassembly, HTTP framer,
+    row store and the engine's sink, exactly as ``engine.run`` wires them, without the pandas
+    tables. Checks the invariants that hold there (see ``_core``); classified like
+    :func:`analyse`. Raises :class:`CoreDrift` if the engine internals it mirrors are gone."""
+    return _classified(_core, data)
+
+
+def _full(data: bytes) -> dict[str, Any]:
+    import sockscope
+
+    cap = sockscope.load(io.BytesIO(data))
+    findings = cap.findings
+    anomalies = cap.anomalies
+    facts = cap.facts
+    out: dict[str, Any] = {
+        "outcome": "ok", "tier": "full",
+        "packets": facts.get("packets", 0), "tcp_packets": facts.get("tcp_packets", 0),
+        "status_counts": dict(facts.get("status_counts", {})),
+        "warnings": list(facts.get("warnings", [])),
+        "http_violations": dict(facts.get("http_violations", {})),
+        "connections": len(cap.connections), "requests": len(cap.requests), "gaps": len(cap.gaps),
+        "evicted": facts.get("evicted_connections", 0),
+        "findings": len(findings), "anomalies": len(anomalies),
+    }
+    problems = []
+    if sum(out["status_counts"].values()) != out["packets"]:
+        problems.append(f"status_counts sum {sum(out['status_counts'].values())} != packets {out['packets']}")
+    if facts.get("tcp_packets", 0) != out["status_counts"].get("tcp", 0):
+        problems.append(f"tcp_packets {facts.get('tcp_packets')} != status tcp {out['status_counts'].get('tcp', 0)}")
+    if len(cap.connections) and cap.connections["conn_id"].duplicated().any():
+        problems.append("duplicate conn_id")
+    if problems:
+        out["outcome"] = "invariant"
+        out["detail"] = "; ".join(problems)
+    return out
+
+
+def analyse(data: bytes) -> dict[str, Any]:
+    """Run ``sockscope.load`` + findings + anomalies on one input; classify what happened.
+
+    outcome: ``ok``, ``error`` (a SockscopeError: the documented refusal), ``exception``
+    (anything else: a bug), ``invariant`` (no exception, but facts disagree with themselves).
+    MemoryError is reported as ``memory``.
+    """
+    return _classified(_full, data)
+
+
+def check(data: bytes, full: bool = False) -> dict[str, Any]:
+    """The fuzz check of one input: :func:`analyse_core` always; with ``full`` also
+    :func:`analyse`, and the two must agree on every figure in ``COMPARED`` (a disagreement
+    is an ``invariant`` outcome: the core tier no longer mirrors the engine, or the tables
+    lost or invented something). The result is the full tier's when it ran."""
+    import time
+
+    t = time.perf_counter()
+    core = analyse_core(data)
+    core_dt = time.perf_counter() - t
+    core.update(tier="core", core_dt=core_dt)
+    if not full or core["outcome"] in ("exception", "invariant", "memory"):
+        return core
+    res = analyse(data)
+    res.update(tier="full", core_dt=core_dt)
+    if res["outcome"] in ("ok", "error", "invariant") and core["outcome"] in ("ok", "error"):
+        keys = COMPARED if res["outcome"] == core["outcome"] == "ok" else ("outcome",)
+        diff = [f"{k}: core {core.get(k)!r} != full {res.get(k)!r}" for k in keys
+                if (core.get(k) != res.get(k)[:len(core[k])] if k == "warnings" else core.get(k) != res.get(k))]
+        if res["outcome"] == core["outcome"] == "error" and core.get("detail") != res.get("detail"):
+            diff.append(f"error: core {core.get('detail')!r} != full {res.get('detail')!r}")
+        if diff:
+            res["outcome"] = "invariant"
+            res["detail"] = "; ".join(["core and full tiers disagree"] + diff + ([res["detail"]] if res.get("detail") else []))
+    return res
 
 
 def warning_kind(msg: str) -> str:
