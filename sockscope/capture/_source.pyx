@@ -285,23 +285,25 @@ cdef class PacketSource:
             return 1
         if self._eof:
             return 0
-        if need > self._cap:
-            newcap = need + BUF_SIZE
-            nb = bytearray(newcap)
-            memcpy(<uint8_t*> PyByteArray_AS_STRING(nb), self._data + self._pos, have)
-            self._buf = nb
-            self._cap = newcap
-            self._data = <uint8_t*> PyByteArray_AS_STRING(nb)
-        elif self._pos:
+        if self._pos:
             memmove(self._data, self._data + self._pos, have)
         self._consumed += self._pos
         self._pos = 0
         self._end = have
-        mv = memoryview(self._buf)
         # readinto1 (one underlying read per call) where the stream has it: a gzip stream
         # that fails part-way would otherwise lose every byte of a large readinto.
         readinto = getattr(self._fh, "readinto1", None) or self._fh.readinto
         while self._end < need:
+            if self._end == self._cap:
+                # Grow with the bytes that actually arrive, not with what a record claims:
+                # a record claiming 64 MiB in an 18 KB file costs no more than the first read.
+                newcap = min(need + BUF_SIZE, 2 * self._cap + BUF_SIZE)
+                nb = bytearray(newcap)
+                memcpy(<uint8_t*> PyByteArray_AS_STRING(nb), self._data, self._end)
+                self._buf = nb
+                self._cap = newcap
+                self._data = <uint8_t*> PyByteArray_AS_STRING(nb)
+            mv = memoryview(self._buf)
             try:
                 got = readinto(mv[self._end:self._cap])
             except (OSError, EOFError, ValueError, zlib.error) as exc:
@@ -310,11 +312,11 @@ cdef class PacketSource:
                 self._warn(f"input stream ended with an error after byte "
                            f"{self._consumed + self._end}: {exc}")
                 got = 0
+            mv.release()
             if not got:
                 self._eof = True
                 break
             self._end += got
-        mv.release()
         return 1 if self._end >= need else 0
 
     cdef void _warn(self, str msg):
