@@ -177,8 +177,7 @@ class _Sink:
         exchanges = session.finish() if session is not None else []
         n_req = unanswered = 0
         req_spans: list[tuple[int, int | None]] = []
-        events = sorted((ts, 0 if "rst" in name else 1, name) for ts, name in zip(closes, _CLOSE_EVENTS)
-                        if ts is not None)
+        events = None       # the closes in time order, sorted only if a request was cut off
         outcomes: list[str] = []
         ended_by: list[str | None] = []
         for ex in exchanges:
@@ -200,6 +199,9 @@ class _Sink:
             if outcome != "complete":
                 # the first close at or after the request began, else the end of the capture
                 after = ex.request_start_ns if ex.request_start_ns is not None else ex.response_start_ns
+                if events is None:
+                    events = sorted((ts, 0 if "rst" in name else 1, name)
+                                    for ts, name in zip(closes, _CLOSE_EVENTS) if ts is not None)
                 ended = next((name for ts, _, name in events if after is None or ts >= after), "capture_end")
             outcomes.append(outcome)
             ended_by.append(ended)
