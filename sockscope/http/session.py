@@ -627,11 +627,20 @@ class HttpSession:
     def _read_line(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t,
                    limit: cython.Py_ssize_t, kind: str, frame) -> cython.Py_ssize_t:
         """Index of the LF ending the line at pos; -1 if more bytes are needed (side.wait set)
-        or the line is over ``limit`` (violation raised, state RESYNC)."""
+        or the line is over ``limit`` (violation raised, state RESYNC).
+
+        The length is what precedes the line end (LF or CRLF) and is judged the same way
+        whether the LF is already here or not, so how the bytes were segmented never
+        changes the verdict."""
+        p: cython.p_uchar = buf
         nl: cython.Py_ssize_t = buf.find(b"\n", pos + side.scanned)
         if nl >= 0:
+            if nl - pos - (1 if nl > pos and p[nl - 1] == 13 else 0) > limit:
+                self._damage(side, kind, frame)
+                side.resume = nl + 1
+                return -1
             return nl
-        if n - pos > limit:
+        if n - pos - (1 if p[n - 1] == 13 else 0) > limit:
             self._damage(side, kind, frame)
             side.skip_nl = True
             side.resume = n
@@ -814,8 +823,12 @@ class HttpSession:
                 pos = nl + 1
                 side.scanned = 0
                 continue
+            if nl >= 0 and nl - pos - (1 if nl > pos and buf[nl - 1] == 13 else 0) > self.max_header_line:
+                pos = nl + 1        # too long to be a start line, as when it arrives in pieces
+                side.scanned = 0
+                continue
             if nl < 0:
-                if n - pos > self.max_header_line:
+                if n - pos - (1 if buf[n - 1] == 13 else 0) > self.max_header_line:
                     side.skip_nl = True
                     return n
                 if side.at_end:
@@ -847,9 +860,9 @@ class HttpSession:
             pos += 1
             if pos == n:
                 return pos
-        nl: cython.Py_ssize_t = buf.find(b"\n", pos + side.scanned)
+        nl: cython.Py_ssize_t = self._read_line(side, buf, pos, n, self.max_header_line,
+                                                "request_line_too_large", frame)
         if nl < 0:
-            self._read_line(side, buf, pos, n, self.max_header_line, "request_line_too_large", frame)
             return side.resume
         parsed = _fast_request_line(buf, p, pos, nl)
         if parsed is None:
@@ -1033,9 +1046,9 @@ class HttpSession:
             pos += 1
             if pos == n:
                 return pos
-        nl: cython.Py_ssize_t = buf.find(b"\n", pos + side.scanned)
+        nl: cython.Py_ssize_t = self._read_line(side, buf, pos, n, self.max_header_line,
+                                                "status_line_too_large", frame)
         if nl < 0:
-            self._read_line(side, buf, pos, n, self.max_header_line, "status_line_too_large", frame)
             return side.resume
         parsed = _fast_status_line(buf, p, pos, nl)
         if parsed is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import h11
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from httpfeed import split_random
@@ -168,6 +168,10 @@ def test_fuzz_any_bytes_never_raise_and_respect_caps(script, rnd):
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.binary(min_size=1, max_size=3000),
                  st.lists(st.one_of(fragments, st.binary(max_size=8)), max_size=60).map(b"".join)))
+# A line one byte over max_header_line: its LF in the same segment or not, the same verdict.
+@example(b"\x00" * 65 + b"\n")
+@example(b"GET /" + b"a" * 70 + b" HTTP/1.1\r\n\r\n")
+@example(b"x" * 100 + b"\nGET / HTTP/1.1\r\n\r\n")
 def test_fuzz_whole_buffer_equals_byte_at_a_time_for_clean_feeds(data):
     # Arbitrary bytes on both sides, no gaps: splitting must never change the outcome.
     results = []
