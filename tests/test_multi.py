@@ -11,18 +11,14 @@ import pandas as pd
 import pytest
 
 import sockscope
+from tests.pcaprec import pcap_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def split_pcap(path: Path, out_dir: Path, pieces: int) -> list[Path]:
     """Cut a classic little-endian pcap into `pieces` files, as tcpdump -C rotation does."""
-    data = path.read_bytes()
-    header, pos, records = data[:24], 24, []
-    while pos + 16 <= len(data):
-        caplen = struct.unpack_from("<I", data, pos + 8)[0]
-        records.append(data[pos:pos + 16 + caplen])
-        pos += 16 + caplen
+    header, records = pcap_records(path)
     per = -(-len(records) // pieces)
     files = []
     for i in range(pieces):
@@ -65,20 +61,16 @@ def test_cli_reads_a_directory_of_rotated_files(tmp_path):
 def split_by_flow(path: Path, out_dir: Path) -> list[Path]:
     """Two captures of one period, as two interfaces would record it: TCP flows alternate
     between the files (by order of first appearance), so the files overlap in time."""
-    data = path.read_bytes()
-    assert struct.unpack_from("<I", data, 20)[0] == 1, "Ethernet captures only"
-    header, pos = data[:24], 24
+    header, records = pcap_records(path)
+    assert struct.unpack_from("<I", header, 20)[0] == 1, "Ethernet captures only"
     flows: dict[frozenset, int] = {}
     out: list[list[bytes]] = [[], []]
-    while pos + 16 <= len(data):
-        caplen = struct.unpack_from("<I", data, pos + 8)[0]
-        rec = data[pos:pos + 16 + caplen]
+    for rec in records:
         pkt = rec[16:]
         ihl = (pkt[14] & 15) * 4
         ports = struct.unpack_from("!HH", pkt, 14 + ihl)
         key = frozenset([(pkt[26:30], ports[0]), (pkt[30:34], ports[1])])
         out[flows.setdefault(key, len(flows)) % 2].append(rec)
-        pos += 16 + caplen
     files = []
     for i, recs in enumerate(out):
         f = out_dir / f"if{i}.pcap"

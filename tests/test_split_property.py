@@ -9,7 +9,6 @@ times) must come out identical.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pandas as pd
@@ -18,21 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sockscope
+from tests.pcaprec import pcap_records
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ["captures/crafted/incident-after-fix.pcap", "captures/lab/after-fix/capture.pcap",
             "captures/crafted/rst-vs-fin.pcap", "captures/lab/ipv6/capture.pcap"]
-
-
-def records(path: Path) -> tuple[bytes, list[bytes]]:
-    data = path.read_bytes()
-    assert data[:4] == b"\xd4\xc3\xb2\xa1", "little-endian microsecond pcap expected"
-    out, pos = [], 24
-    while pos + 16 <= len(data):
-        n = struct.unpack_from("<I", data, pos + 8)[0]
-        out.append(data[pos:pos + 16 + n])
-        pos += 16 + n
-    return data[:24], out
 
 
 def valid_cuts(conns: pd.DataFrame) -> list[int]:
@@ -68,7 +57,7 @@ def test_every_capture_here_has_cuts(name):
 def test_summary_equals_merged_summaries_of_pieces(tmp_path_factory, name, data):
     want = whole(name)
     cuts = sorted(data.draw(st.sets(st.sampled_from(valid_cuts(want)), min_size=1, max_size=3)))
-    header, recs = records(ROOT / name)
+    header, recs = pcap_records(ROOT / name)
     tmp = tmp_path_factory.mktemp("pieces")
     bounds = [0, *cuts, len(recs)]
     parts, frames, conns = [], 0, 0

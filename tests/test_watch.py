@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import json
 import select
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tests.pcaprec import pcap_records
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _records(path: Path):
-    data = path.read_bytes()
-    pos, out = 24, []
-    while pos + 16 <= len(data):
-        caplen = struct.unpack_from("<I", data, pos + 8)[0]
-        out.append(data[pos:pos + 16 + caplen])
-        pos += 16 + caplen
-    return data[:24], out
-
-
 def test_watch_reports_the_client_fin_within_a_second_of_it_arriving():
-    header, recs = _records(ROOT / "captures/crafted/incident-before-fix.pcap")
+    header, recs = pcap_records(ROOT / "captures/crafted/incident-before-fix.pcap")
     proc = subprocess.Popen([sys.executable, "-m", "sockscope", "watch", "--json", "-"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
