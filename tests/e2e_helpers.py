@@ -199,6 +199,17 @@ def compare_idle(rows: list[dict], truth: dict, tol: float = MICRO) -> list[str]
 REQUEST_FIELDS = ("method", "uri", "user_agent", "status", "outcome")
 
 
+def _paired_requests(diffs: list[str], where: str, req_rows: list[dict], conn_id, want: list[dict]):
+    """Our requests on `conn_id` paired with the truth's, in index order; [] (and a diff) when
+    the two do not have the same indexes."""
+    mine = sorted((r for r in req_rows if r.get("conn_id") == conn_id), key=lambda r: r.get("index") or 0)
+    if [r.get("index") for r in mine] != [q["index"] for q in want]:
+        diffs.append(f"{where}: request indexes {[r.get('index') for r in mine]}, "
+                     f"truth {[q['index'] for q in want]}")
+        return []
+    return list(zip(mine, want))
+
+
 def compare_requests(req_rows: list[dict], truth: dict) -> list[str]:
     """Per connection: the requests in order with method/uri/user_agent/status/outcome, and
     ended_by where the truth gives it."""
@@ -208,15 +219,8 @@ def compare_requests(req_rows: list[dict], truth: dict) -> list[str]:
     if stray:
         diffs.append(f"requests on connections the truth does not have: {stray}")
     for c in truth["connections"]:
-        mine = sorted((r for r in req_rows if r.get("conn_id") == c["conn_id"]),
-                      key=lambda r: r.get("index") or 0)
-        want = c.get("requests") or []
         where = conn_label(c["conn_id"], c)
-        if [r.get("index") for r in mine] != [q["index"] for q in want]:
-            diffs.append(f"{where}: request indexes {[r.get('index') for r in mine]}, "
-                         f"truth {[q['index'] for q in want]}")
-            continue
-        for r, q in zip(mine, want):
+        for r, q in _paired_requests(diffs, where, req_rows, c["conn_id"], c.get("requests") or []):
             w = f"{where} request {q['index']}"
             for f in REQUEST_FIELDS:
                 _cmp(diffs, w, f, r.get(f), q.get(f))
@@ -341,14 +345,7 @@ def lab_compare_requests(rows: list[dict], req_rows: list[dict], truth: dict) ->
         if r is None:
             continue
         where = f"client port {c['client_port']} (conn {r.get('conn_id')})"
-        mine = sorted((q for q in req_rows if q.get("conn_id") == r.get("conn_id")),
-                      key=lambda q: q.get("index") or 0)
-        want = c.get("requests") or []
-        if [q.get("index") for q in mine] != [q["index"] for q in want]:
-            diffs.append(f"{where}: request indexes {[q.get('index') for q in mine]}, "
-                         f"truth {[q['index'] for q in want]}")
-            continue
-        for m, q in zip(mine, want):
+        for m, q in _paired_requests(diffs, where, req_rows, r.get("conn_id"), c.get("requests") or []):
             w = f"{where} request {q['index']}"
             for f in ("method", "uri", "user_agent"):
                 _cmp(diffs, w, f, m.get(f), q.get(f))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import sockscope
-from tests.zeekref import report_match_rate, ZEEK_DIR, case_info, cases, read_log, require_zeek_dir, traces
+from tests.zeekref import differing_fields, report_match_rate, ZEEK_DIR, case_info, cases, read_log, require_zeek_dir, traces
 
 FIELDS = ["conn_state", "history", "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts",
           "orig_ip_bytes", "resp_ip_bytes", "duration", "missed_bytes"]
@@ -126,8 +126,7 @@ ALL = [c for c in cases() if _conn_log(c[1]) is not None]
 
 @pytest.mark.parametrize("name,case_dir", ALL, ids=[c[0] for c in ALL])
 def test_conn_log_matches_zeek(name, case_dir):
-    ok, total, notes = compare_case(case_dir)
-    bad = {f for f in total if ok.get(f, 0) != total[f]}
+    bad, notes = differing_fields(compare_case, case_dir)
     assert bad == set(KNOWN.get(name, {})), "\n".join(notes)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import sockscope
-from tests.zeekref import report_match_rate, cases, read_log, require_zeek_dir, traces
+from tests.zeekref import differing_fields, report_match_rate, cases, read_log, require_zeek_dir, traces
 
 FIELDS = ["method", "host", "uri", "version", "status_code", "request_body_len", "response_body_len"]
 
@@ -111,8 +111,7 @@ ALL = [c for c in cases() if _http_log(c[1]) is not None]
 
 @pytest.mark.parametrize("name,case_dir", ALL, ids=[c[0] for c in ALL])
 def test_http_log_matches_zeek(name, case_dir):
-    ok, total, notes = compare_case(case_dir)
-    bad = {f for f in total if ok.get(f, 0) != total[f]}
+    bad, notes = differing_fields(compare_case, case_dir)
     assert bad == set(KNOWN.get(name, {})), "\n".join(notes)
 
 

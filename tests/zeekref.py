@@ -66,3 +66,9 @@ def report_match_rate(what: str, all_cases, compare_case, capsys) -> float:
         print(f"\nZeek {what} agreement: {ok_all}/{tot_all} field comparisons ({ok_all / tot_all:.1%})")
         print("\n".join(lines))
     return ok_all / tot_all
+
+
+def differing_fields(compare_case, case_dir: Path) -> tuple[set[str], list[str]]:
+    """Fields of one case where some row disagrees with Zeek, and the notes saying where."""
+    ok, total, notes = compare_case(case_dir)
+    return {f for f in total if ok.get(f, 0) != total[f]}, notes
