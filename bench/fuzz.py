@@ -338,18 +338,16 @@ def _report(stats: Stats, done: int, elapsed: float, args: argparse.Namespace) -
     print("packet status (facts.status_counts, summed over ok inputs):")
     for k, v in stats.status.most_common():
         print(f"  {k:24s} {v:>12,}")
-    print("anomalies by kind (Capture.anomalies rows: packet status, damaged input, http; summed over ok inputs):")
-    for k, v in stats.anomalies.most_common(15):
-        print(f"  {v:>8,}  {k}")
-    print("reader warnings (facts.warnings) by kind:")
-    for k, v in stats.warnings.most_common(25):
-        print(f"  {v:>8,}  {k}")
-    print("http violations (facts.http_violations) by kind:")
-    for k, v in stats.violations.most_common(40):
-        print(f"  {v:>8,}  {k}")
-    print("SockscopeError refusals by message:")
-    for k, v in stats.errors.most_common(15):
-        print(f"  {v:>8,}  {k}")
+    for title, counts, top in (
+        ("anomalies by kind (Capture.anomalies rows: packet status, damaged input, http; summed over ok inputs)",
+         stats.anomalies, 15),
+        ("reader warnings (facts.warnings) by kind", stats.warnings, 25),
+        ("http violations (facts.http_violations) by kind", stats.violations, 40),
+        ("SockscopeError refusals by message", stats.errors, 15),
+    ):
+        print(title + ":")
+        for k, v in counts.most_common(top):
+            print(f"  {v:>8,}  {k}")
     if stats.bad:
         print(f"BAD OUTCOMES: {len(stats.bad)} (inputs saved in {args.out})")
     if args.json:
