@@ -801,25 +801,29 @@ cdef class Tracker:
         })
 
     # -- driving ------------------------------------------------------------------------
+    cdef inline void take(self, Pkt* p):
+        """One packet of the capture: its times count; a TCP segment of this shard is tracked."""
+        cdef Conn c
+        if self.capture_first_ts < 0:
+            self.capture_first_ts = p.ts_ns
+        if p.ts_ns > self.capture_last_ts:
+            self.capture_last_ts = p.ts_ns
+        if p.status != PKT_TCP:
+            return
+        if self.shard_n > 1 and <int>(self.key_hash(p) % <uint64_t>self.shard_n) != self.shard_k:
+            return      # another worker's flow (both directions hash alike)
+        self.tcp_packets += 1
+        c = self.lookup(p)
+        self.on_packet(c, p)
+
     def run(self, PacketSource src, progress=None):
         """Consume every packet of `src`. `progress(frames)` is called now and then."""
         cdef Pkt p
-        cdef Conn c
         cdef int64_t n = 0
         cdef int64_t next_sweep = 0
         while src.next_packet(&p):
             n += 1
-            if self.capture_first_ts < 0:
-                self.capture_first_ts = p.ts_ns
-            if p.ts_ns > self.capture_last_ts:
-                self.capture_last_ts = p.ts_ns
-            if p.status != PKT_TCP:
-                continue
-            if self.shard_n > 1 and <int>(self.key_hash(&p) % <uint64_t>self.shard_n) != self.shard_k:
-                continue    # another worker's flow (both directions hash alike)
-            self.tcp_packets += 1
-            c = self.lookup(&p)
-            self.on_packet(c, &p)
+            self.take(&p)
             if n >= next_sweep:
                 next_sweep = n + 65536
                 self.sweep(p.ts_ns, False)
@@ -839,7 +843,6 @@ cdef class Tracker:
         cdef PacketSource src
         cdef Pkt* pend = <Pkt*>PyMem_Malloc(max(k, 1) * sizeof(Pkt))
         cdef bint* live = <bint*>PyMem_Malloc(max(k, 1) * sizeof(bint))
-        cdef Conn c
         cdef int64_t n = 0
         cdef int64_t next_sweep = 0
         if pend == NULL or live == NULL:
@@ -859,16 +862,7 @@ cdef class Tracker:
                     break
                 n += 1
                 pend[best].frame = n
-                if self.capture_first_ts < 0:
-                    self.capture_first_ts = pend[best].ts_ns
-                if pend[best].ts_ns > self.capture_last_ts:
-                    self.capture_last_ts = pend[best].ts_ns
-                if pend[best].status == PKT_TCP and not (
-                        self.shard_n > 1
-                        and <int>(self.key_hash(&pend[best]) % <uint64_t>self.shard_n) != self.shard_k):
-                    self.tcp_packets += 1
-                    c = self.lookup(&pend[best])
-                    self.on_packet(c, &pend[best])
+                self.take(&pend[best])
                 if n >= next_sweep:
                     next_sweep = n + 65536
                     self.sweep(pend[best].ts_ns, False)
