@@ -635,12 +635,12 @@ class HttpSession:
         p: cython.p_uchar = buf
         nl: cython.Py_ssize_t = buf.find(b"\n", pos + side.scanned)
         if nl >= 0:
-            if nl - pos - (1 if nl > pos and p[nl - 1] == 13 else 0) > limit:
+            if _line_len(p, pos, nl) > limit:
                 self._damage(side, kind, frame)
                 side.resume = nl + 1
                 return -1
             return nl
-        if n - pos - (1 if p[n - 1] == 13 else 0) > limit:
+        if _line_len(p, pos, n) > limit:
             self._damage(side, kind, frame)
             side.skip_nl = True
             side.resume = n
@@ -814,6 +814,7 @@ class HttpSession:
     @cython.cfunc
     def _resync(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:
         # Line by line until one parses as a start line; rare, so simplicity beats speed.
+        p: cython.p_uchar = buf
         while pos < n:
             nl = buf.find(b"\n", pos + side.scanned)
             if side.skip_nl:
@@ -823,12 +824,12 @@ class HttpSession:
                 pos = nl + 1
                 side.scanned = 0
                 continue
-            if nl >= 0 and nl - pos - (1 if nl > pos and buf[nl - 1] == 13 else 0) > self.max_header_line:
+            if nl >= 0 and _line_len(p, pos, nl) > self.max_header_line:
                 pos = nl + 1        # too long to be a start line, as when it arrives in pieces
                 side.scanned = 0
                 continue
             if nl < 0:
-                if n - pos - (1 if buf[n - 1] == 13 else 0) > self.max_header_line:
+                if _line_len(p, pos, n) > self.max_header_line:
                     side.skip_nl = True
                     return n
                 if side.at_end:
@@ -940,18 +941,11 @@ class HttpSession:
         ex.request_end_ns = ts
         ex.request_last_frame = frame
         fields: list = side.fields
-        v = fields[_F_HOST]
-        if v is not None:
-            ex.host = _text(v)
-        v = fields[_F_UA]
-        if v is not None:
-            ex.user_agent = _text(v)
-        v = fields[_F_CT]
-        if v is not None:
-            ex.req_content_type = _text(v)
-        v = fields[_F_CONN]
-        if v is not None:
-            ex.req_connection = _text(v)
+        # each request's fields are recorded once, on a fresh exchange
+        ex.host = _opt_text(fields[_F_HOST])
+        ex.user_agent = _opt_text(fields[_F_UA])
+        ex.req_content_type = _opt_text(fields[_F_CT])
+        ex.req_connection = _opt_text(fields[_F_CONN])
 
         # Message body length of a request, RFC 9112 6.3 (rules 1, 2 and 7 are about responses).
         te = fields[_F_TE]
@@ -1126,18 +1120,12 @@ class HttpSession:
         ex.response_end_ns = ts
         ex.response_last_frame = frame
         fields: list = side.fields
-        v = fields[_F_CT]
-        if v is not None:
-            ex.resp_content_type = _text(v)
-        v = fields[_F_CONN]
-        if v is not None:
-            ex.resp_connection = _text(v)
-        v = fields[_F_KA]
-        if v is not None:
-            ex.resp_keep_alive = _text(v)
+        # ... and the final response's (1xx replies returned above)
+        ex.resp_content_type = _opt_text(fields[_F_CT])
+        ex.resp_connection = _opt_text(fields[_F_CONN])
+        ex.resp_keep_alive = _opt_text(fields[_F_KA])
         ce = fields[_F_CE]
-        if ce is not None:
-            ex.resp_content_encoding = _text(ce)
+        ex.resp_content_encoding = _opt_text(ce)
 
         status = ex.status
         method = ex.method  # None when unpaired or unstored: framed like a GET
@@ -1518,6 +1506,20 @@ def fast_start_line(line: bytes, response: bool) -> object:
     """The in-place start-line recognisers, callable from Python (for tests)."""
     q: cython.p_uchar = line
     return _fast_status_line(line, q, 0, len(line)) if response else _fast_request_line(line, q, 0, len(line))
+
+
+@cython.cfunc
+@cython.inline
+def _line_len(p: cython.p_uchar, a: cython.Py_ssize_t, e: cython.Py_ssize_t) -> cython.Py_ssize_t:
+    """Length of the line p[a:e] without a CR that ends it (the line end is not the line)."""
+    return e - a - (1 if e > a and p[e - 1] == 13 else 0)
+
+
+@cython.cfunc
+@cython.inline
+def _opt_text(raw) -> object:
+    """A header value as text, None when the header was absent."""
+    return None if raw is None else _text(raw)
 
 
 @cython.cfunc
