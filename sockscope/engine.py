@@ -385,13 +385,13 @@ def _name(s: Any) -> str:
     return os.fspath(s) if isinstance(s, (str, os.PathLike)) else "<stream>"
 
 
-def _add_facts(facts: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
-    """Facts of one more file read into the same capture."""
+def _add_facts(facts: dict[str, Any], f: dict[str, Any], label: bool = True) -> dict[str, Any]:
+    """Reader facts of one more file (``label``: its warnings named after it) added to ``facts``."""
     if not facts:
         return f
     facts["packets"] += f["packets"]
     facts["bytes_read"] += f["bytes_read"]
-    facts["warnings"] += [f"{f['name']}: {w}" for w in f["warnings"]]
+    facts["warnings"] += [f"{f['name']}: {w}" for w in f["warnings"]] if label else f["warnings"]
     for key in ("linktypes", "status_counts"):
         for k, v in f[key].items():
             facts[key][k] = facts[key].get(k, 0) + v
@@ -493,6 +493,21 @@ def _run_serial(sources: list, *, min_gap_s: float, l7: bool, progress: Callable
     return _apart(results)
 
 
+def _sum_tracker_facts(facts: dict[str, Any], parts: list[EngineResult]) -> None:
+    """Tracker counts and time span of several partial results, as one run would report them."""
+    for key in ("tcp_packets", "connections", "evicted_connections", "out_of_order_flushes"):
+        facts[key] = sum(p.facts[key] for p in parts)
+    viol: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.facts["http_violations"].items():
+            viol[k] = viol.get(k, 0) + v
+    facts["http_violations"] = viol
+    facts["first_ts_ns"] = min((p.facts["first_ts_ns"] for p in parts if p.facts["first_ts_ns"] is not None),
+                               default=None)
+    facts["last_ts_ns"] = max((p.facts["last_ts_ns"] for p in parts if p.facts["last_ts_ns"] is not None),
+                              default=None)
+
+
 def _apart(results: list[EngineResult]) -> EngineResult:
     """Tables of several capture points side by side: a ``capture`` column names each
     point (its first file); conn_ids continue from one point to the next; frame numbers
@@ -512,26 +527,13 @@ def _apart(results: list[EngineResult]) -> EngineResult:
             t["conn_id"] += offset
             out.append(t)
         offset += len(r.connections)
-    facts = dict(results[0].facts)
+    # the points read different files: their reader facts add up, and so do the trackers'
+    facts = dict(results[0].facts, warnings=list(results[0].facts["warnings"]),
+                 linktypes=dict(results[0].facts["linktypes"]), status_counts=dict(results[0].facts["status_counts"]))
     facts["capture_points"] = [r.facts.get("files", [r.facts.get("name")]) for r in results]
-    facts["warnings"] = list(facts.get("warnings", []))
     for r in results[1:]:
-        f = r.facts
-        facts["packets"] += f["packets"]
-        facts["bytes_read"] += f["bytes_read"]
-        facts["warnings"] += f.get("warnings", [])
-        for key in ("linktypes", "status_counts"):
-            facts[key] = dict(facts[key])
-            for k, v in f[key].items():
-                facts[key][k] = facts[key].get(k, 0) + v
-        for key in ("tcp_packets", "connections", "evicted_connections", "out_of_order_flushes"):
-            facts[key] += f[key]
-        for k, v in f["http_violations"].items():
-            facts["http_violations"][k] = facts["http_violations"].get(k, 0) + v
-    facts["first_ts_ns"] = min((r.facts["first_ts_ns"] for r in results if r.facts["first_ts_ns"] is not None),
-                               default=None)
-    facts["last_ts_ns"] = max((r.facts["last_ts_ns"] for r in results if r.facts["last_ts_ns"] is not None),
-                              default=None)
+        _add_facts(facts, r.facts, label=False)
+    _sum_tracker_facts(facts, results)
     facts["files"] = [f for r in results for f in r.facts.get("files", [r.facts.get("name")])]
     facts["warnings"].append(
         f"{len(results)} capture points (files overlapping in time) analysed apart, told apart by the "
@@ -593,20 +595,9 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
         df = pd.concat(out, ignore_index=True) if out else out
         return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
+    # every shard read the same files (reader facts alike); the flows were split among them
     facts = dict(parts[0].facts)
-    facts["tcp_packets"] = sum(p.facts["tcp_packets"] for p in parts)
-    facts["connections"] = sum(p.facts["connections"] for p in parts)
-    facts["evicted_connections"] = sum(p.facts["evicted_connections"] for p in parts)
-    facts["out_of_order_flushes"] = sum(p.facts["out_of_order_flushes"] for p in parts)
-    viol: dict[str, int] = {}
-    for p in parts:
-        for k, v in p.facts["http_violations"].items():
-            viol[k] = viol.get(k, 0) + v
-    facts["http_violations"] = viol
-    facts["first_ts_ns"] = min((p.facts["first_ts_ns"] for p in parts if p.facts["first_ts_ns"] is not None),
-                               default=None)
-    facts["last_ts_ns"] = max((p.facts["last_ts_ns"] for p in parts if p.facts["last_ts_ns"] is not None),
-                              default=None)
+    _sum_tracker_facts(facts, parts)
     facts["jobs"] = len(parts)
     return EngineResult(
         connections=schema.frame_from_records(allc, schema.CONNECTION_COLUMNS),
