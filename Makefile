@@ -2,7 +2,11 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py sockscope/*/*.pyx sockscope/*/*.pxd 2>/dev/null | cksum | cut -d' ' -f1)
+# Every source setup.py compiles is in the checksum: an edited module is rebuilt, never
+# shadowed by a stale extension (the compiled .so wins over the .py next to it).
+COMPILED := sockscope/*/*.pyx sockscope/*/*.pxd sockscope/http/session.py sockscope/http/_grammar.py \
+	sockscope/http/sniff.py sockscope/engine.py
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py $(COMPILED) 2>/dev/null | cksum | cut -d' ' -f1)
 DEMO_CAPTURE ?= captures/crafted/incident-before-fix.pcap
 
 .PHONY: demo test install system-deps bench captures fuzz clean

@@ -7,11 +7,33 @@
 Layers (each imports only those before it): ``capture`` (reader) -> ``tcp`` (tracker,
 reassembly) -> ``http`` (framing, pairing) -> ``engine``/``schema`` (tables) ->
 ``analysis`` (findings) -> ``cli`` / ``plot`` / ``export``.
+
+Importing the package is cheap: pandas (and the ``DataFrame.sockscope`` accessor) load
+with the first ``load`` or ``Capture``, or at once if pandas is already imported, so that
+``sockscope summary --json`` never pays for them.
 """
 
-from sockscope import accessor as _accessor  # noqa: F401  (registers DataFrame.sockscope)
-from sockscope.api import Capture, load
+import sys as _sys
+from typing import Any as _Any
+
 from sockscope.errors import CaptureError, SockscopeError
 
 __version__ = "0.1.0"
-__all__ = ["Capture", "CaptureError", "SockscopeError", "load", "__version__"]
+__all__ = ["Capture", "CaptureError", "SockscopeError", "load", "load_arrow", "__version__"]
+
+_LAZY = {"Capture", "load", "load_arrow"}
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        from sockscope import api
+
+        if name != "load_arrow":
+            import sockscope.accessor  # noqa: F401  (registers DataFrame.sockscope)
+        return getattr(api, name)
+    raise AttributeError(f"module 'sockscope' has no attribute {name!r}")
+
+
+if "pandas" in _sys.modules:
+    # a notebook that imported pandas first gets df.sockscope on any frame right away
+    import sockscope.accessor  # noqa: F401,E402

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, BinaryIO, Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from sockscope import engine, schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Capture:
         for kind, frames in self.facts.get("http_violation_frames", {}).items():
             rows.append({"kind": kind, "layer": "http", "count": self.facts["http_violations"].get(kind, len(frames)),
                          "frames": list(frames), "detail": None})
+        import pandas as pd
+
         df = pd.DataFrame(rows, columns=["kind", "layer", "count", "frames", "detail"])
         df["kind"] = df["kind"].astype("category")
         df["layer"] = pd.Categorical(df["layer"], categories=["file", "packet", "http"])
@@ -75,11 +78,15 @@ class Capture:
 
     @property
     def start(self) -> pd.Timestamp | None:
+        import pandas as pd
+
         ns = self.facts.get("first_ts_ns")
         return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
 
     @property
     def end(self) -> pd.Timestamp | None:
+        import pandas as pd
+
         ns = self.facts.get("last_ts_ns")
         return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
 
@@ -145,23 +152,47 @@ def load(
     >>> cap.connections[["conn_id", "closed_by", "idle_before_close_s"]]  # doctest: +SKIP
     """
     engine_name = kwargs.pop("engine", engine_name)
-    if isinstance(source, (list, tuple)):
-        name = f"{os.fspath(source[0])} (+{len(source) - 1} files)" if len(source) > 1 else os.fspath(source[0])
-        if len(source) == 1:
-            source = source[0]
-    else:
-        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
     if engine_name == "tshark":
         from sockscope.engines.tshark import load_tables
 
+        name = _source_name(source)
         tables = load_tables(str(name), tls_keylog=tls_keylog)
         gaps = tables.get("gaps", schema.empty(schema.GAP_COLUMNS))
         return Capture(str(name), tables["connections"], tables["requests"], gaps,
                        tables.get("facts", {"engine": "tshark"}), min_gap_s)
     if engine_name != "native":
         raise ValueError(f"unknown engine {engine_name!r}: use 'native' or 'tshark'")
+    name, res = load_arrow(source, min_gap_s=min_gap_s, progress=progress, **kwargs)
+    import sockscope.accessor  # noqa: F401  (registers DataFrame.sockscope on the frames' users)
+
+    return Capture(name, *res.frames(), res.facts, min_gap_s)
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (list, tuple)):
+        return f"{os.fspath(source[0])} (+{len(source) - 1} files)" if len(source) > 1 else os.fspath(source[0])
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stream>")
+
+
+def load_arrow(
+    source: str | os.PathLike | BinaryIO | list,
+    *,
+    min_gap_s: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+    **kwargs: Any,
+) -> tuple[str, engine.EngineResult]:
+    """The native engine's tables as Arrow tables, without pandas: ``(name, result)``.
+
+    The same run as :func:`load` (same keywords), for pipelines that write the tables out
+    (``sockscope summary --json`` uses it) or read them with Arrow-native tools (polars,
+    DuckDB). ``result.connections`` & co. are ``pyarrow.Table``; ``result.frames()`` gives
+    the pandas frames of :func:`load`.
+    """
+    name = _source_name(source)
+    if isinstance(source, (list, tuple)) and len(source) == 1:
+        source = source[0]
     res = engine.run(source, min_gap_s=min_gap_s, progress=progress, **kwargs)
     if "requests" not in kwargs.get("tables", ("requests",)):
         res.facts["requests_table"] = "not built"
     res.facts["engine"] = "native"
-    return Capture(str(name), res.connections, res.requests, res.gaps, res.facts, min_gap_s)
+    return str(name), res

@@ -45,4 +45,4 @@ def analyze(paths: Sequence[str | os.PathLike] | str, *, client: Any = None, sha
     res.facts["engine"] = "native"
     res.facts["dask_shards"] = shards
     name = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
-    return Capture(name, res.connections, res.requests, res.gaps, res.facts, min_gap_s)
+    return Capture(name, *res.frames(), res.facts, min_gap_s)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import math
 from json.encoder import encode_basestring_ascii as _jstr  # C; quotes + escapes
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:       # pandas is imported where a frame is handled: JSON of the engine's
+    import pandas as pd  # Arrow tables (write_table_json) runs without it
 
 # A cell starting with one of these is a formula to a spreadsheet program.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(v: Any) -> Any:
+    import pandas as pd
+
     if v is None or v is pd.NA or v is pd.NaT:
         return None
     if isinstance(v, pd.Timestamp):
@@ -39,7 +43,7 @@ def _cell(v: Any) -> Any:
     return v
 
 
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+def records(df: "pd.DataFrame") -> list[dict[str, Any]]:
     """Rows as dicts of JSON-safe values (ISO-8601 UTC timestamps, None for missing)."""
     cols = list(df.columns)
     out = []
@@ -57,40 +61,39 @@ def use_system_allocator() -> None:
 _NEEDS_ESCAPE = r'[^\x20-\x21\x23-\x5b\x5d-\x7e]'
 
 
-def _fragments(col: pd.Series) -> pa.Array:
-    """The JSON text of every cell of one column, as an Arrow string array with no nulls.
+def _json_cells(arr: "pa.Array | pa.ChunkedArray") -> pa.Array:
+    """The JSON text of every cell of one Arrow column, as a string array with no nulls.
 
     Every conversion runs column-wise in Arrow's C++ kernels; only strings that need JSON
     escaping (control characters, quotes, backslashes, non-ASCII) go through Python's C
     escaper one by one.
     """
-    dt = col.dtype
-    if isinstance(dt, pd.DatetimeTZDtype):
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    typ = arr.type
+    if pa.types.is_timestamp(typ):
         # Arrow's cast of a zone-less timestamp is 10x faster than strftime and prints
-        # "YYYY-MM-DD HH:MM:SS.nnnnnnnnn"; the values are UTC already.
-        ts = pa.array(col.dt.tz_convert("UTC").dt.tz_localize(None), type=pa.timestamp("ns"), from_pandas=True)
-        iso = pc.replace_substring(pc.cast(ts, pa.string()), " ", "T", max_replacements=1)
+        # "YYYY-MM-DD HH:MM:SS.nnnnnnnnn"; the engine's values are UTC.
+        iso = pc.cast(arr.cast(pa.timestamp(typ.unit)), pa.string())
+        iso = pc.replace_substring(iso, " ", "T", max_replacements=1)
         txt = pc.binary_join_element_wise('"', iso, 'Z"', "")
-    elif isinstance(dt, pd.CategoricalDtype):
-        cats = pa.array([_jstr(str(c)) for c in dt.categories], type=pa.string())
-        codes = col.cat.codes.to_numpy()
-        txt = cats.take(pa.array(codes, mask=codes < 0))
-    elif pd.api.types.is_bool_dtype(dt):
-        txt = pc.if_else(pa.array(col, type=pa.bool_(), from_pandas=True), "true", "false")
-    elif pd.api.types.is_integer_dtype(dt):
-        txt = pc.cast(pa.array(col, type=pa.int64(), from_pandas=True), pa.string())
-    elif pd.api.types.is_float_dtype(dt) or pd.api.types.is_timedelta64_dtype(dt):
-        if pd.api.types.is_timedelta64_dtype(dt):
-            col = col.dt.total_seconds()
-        vals = pa.array(col, type=pa.float64(), from_pandas=True)
+    elif pa.types.is_dictionary(typ):
+        cats = pa.array([_jstr(str(c)) for c in arr.dictionary.to_pylist()], type=pa.string())
+        txt = cats.take(arr.indices)
+    elif pa.types.is_boolean(typ):
+        txt = pc.if_else(arr, "true", "false")
+    elif pa.types.is_integer(typ):
+        txt = pc.cast(arr, pa.string())
+    elif pa.types.is_floating(typ):
+        vals = arr.cast(pa.float64())
         # NaN and infinities are not JSON numbers: they are missing values here
         vals = pc.if_else(pc.is_finite(vals), vals, pa.scalar(None, pa.float64()))
         txt = pc.cast(vals, pa.string())       # shortest text that reads back as the same double
         # ... which for whole numbers is "5": keep it a float to typed readers ("5.0")
         txt = pc.if_else(pc.match_substring_regex(txt, "[.eE]"), txt,
                          pc.binary_join_element_wise(txt, ".0", ""))
-    elif isinstance(dt, pd.StringDtype) or col.map(lambda v: v is None or isinstance(v, str)).all():
-        raw = pa.array(col, type=pa.string(), from_pandas=True)
+    elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        raw = arr.cast(pa.string())
         txt = pc.binary_join_element_wise('"', raw, '"', "")
         special = pc.fill_null(pc.match_substring_regex(raw, _NEEDS_ESCAPE), False)
         if pc.any(special).as_py():
@@ -100,12 +103,38 @@ def _fragments(col: pd.Series) -> pa.Array:
                 fixed[i] = _jstr(v)
             txt = pa.array(fixed, type=pa.string())
     else:
-        txt = pa.array([None if v is None or v is pd.NA or v is pd.NaT else json.dumps(_cell(v), ensure_ascii=True)
-                        for v in col.tolist()], type=pa.string())
+        txt = pa.array([None if v is None else json.dumps(_cell(v), ensure_ascii=True)
+                        for v in arr.to_pylist()], type=pa.string())
     return pc.fill_null(txt, "null")
 
 
-def write_json(df: pd.DataFrame, fh: TextIO) -> None:
+def _arrow_column(col: "pd.Series") -> pa.Array:
+    """A pandas column as the Arrow array whose JSON cells :func:`_json_cells` writes."""
+    import pandas as pd
+
+    dt = col.dtype
+    if isinstance(dt, pd.DatetimeTZDtype):
+        return pa.array(col.dt.tz_convert("UTC").dt.tz_localize(None), type=pa.timestamp("ns"), from_pandas=True)
+    if isinstance(dt, pd.CategoricalDtype):
+        codes = col.cat.codes.to_numpy()
+        return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
+                                              pa.array([str(c) for c in dt.categories], type=pa.string()))
+    if pd.api.types.is_bool_dtype(dt):
+        return pa.array(col, type=pa.bool_(), from_pandas=True)
+    if pd.api.types.is_integer_dtype(dt):
+        return pa.array(col, type=pa.int64(), from_pandas=True)
+    if pd.api.types.is_timedelta64_dtype(dt):
+        return pa.array(col.dt.total_seconds(), type=pa.float64(), from_pandas=True)
+    if pd.api.types.is_float_dtype(dt):
+        return pa.array(col, type=pa.float64(), from_pandas=True)
+    if isinstance(dt, pd.StringDtype) or col.map(lambda v: v is None or isinstance(v, str)).all():
+        return pa.array(col, type=pa.string(), from_pandas=True)
+    # anything else (numbers of mixed types, timestamps as objects): one JSON text per cell
+    return pa.array([None if v is None or v is pd.NA or v is pd.NaT else json.dumps(_cell(v), ensure_ascii=True)
+                     for v in col.tolist()], type=pa.binary())
+
+
+def write_json(df: "pd.DataFrame", fh: TextIO) -> None:
     """One JSON array of row objects, one object per line; timestamps ISO-8601 UTC
     (nanoseconds), durations float seconds, missing = null, text ASCII-escaped so any byte
     sequence from a capture stays valid JSON."""
@@ -114,20 +143,41 @@ def write_json(df: pd.DataFrame, fh: TextIO) -> None:
         json.dump(records(df), fh, ensure_ascii=True, indent=1)
         fh.write("\n")
         return
+
+    def cells(i: int, n: int) -> list[pa.Array]:
+        part = df.iloc[i:i + n]
+        out = []
+        for c in df.columns:
+            arr = _arrow_column(part[c])
+            # binary: pre-rendered JSON text (the generic branch above)
+            out.append(pc.fill_null(arr.cast(pa.string()), "null") if pa.types.is_binary(arr.type)
+                       else _json_cells(arr))
+        return out
+
+    _write_rows([str(c) for c in df.columns], len(df), cells, fh)
+
+
+def write_table_json(table: pa.Table, fh: TextIO) -> None:
+    """:func:`write_json` for an Arrow table (the engine's tables): the same text, no pandas."""
+    _write_rows(table.column_names, table.num_rows,
+                lambda i, n: [_json_cells(c) for c in table.slice(i, n).columns], fh)
+
+
+def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[pa.Array]], fh: TextIO) -> None:
     # Rows are assembled by Arrow too: key literals and cell texts joined element-wise.
-    keys = [("{" if i == 0 else ",") + _jstr(str(c)) + ":" for i, c in enumerate(df.columns)]
+    keys = [("{" if i == 0 else ",") + _jstr(c) + ":" for i, c in enumerate(names)]
     fh.write("[")
     # Cells are converted about half a million at a time (fewer, larger kernel calls), rows
     # assembled and written 4k at a time: a few MB of text in memory however long the table.
     raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
     first = True
-    step = max(4_096, (1 << 19) // max(1, len(df.columns)) // 4_096 * 4_096)
-    for i in range(0, len(df), step):
-        part = df.iloc[i:i + step]
-        cells = [_fragments(part[c]) for c in df.columns]
-        for j in range(0, len(part), 4_096):
+    step = max(4_096, (1 << 19) // max(1, len(names)) // 4_096 * 4_096)
+    for i in range(0, nrows, step):
+        cols = cells(i, step)
+        n = min(step, nrows - i)
+        for j in range(0, n, 4_096):
             pieces: list = []
-            for key, col in zip(keys, cells):
+            for key, col in zip(keys, cols):
                 pieces += [key, col.slice(j, 4_096)]
             rows = pc.binary_join_element_wise(*pieces, "}", "")
             text = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(rows)], type=pa.int32()), rows),
@@ -151,7 +201,9 @@ def _csv_safe(v: Any) -> Any:
     return v
 
 
-def write_csv(df: pd.DataFrame, fh: TextIO) -> None:
+def write_csv(df: "pd.DataFrame", fh: TextIO) -> None:
     """CSV with the same columns; text that a spreadsheet would run as a formula is escaped."""
+    import pandas as pd
+
     safe = pd.DataFrame({c: [_csv_safe(v) for v in df[c]] for c in df.columns}, columns=df.columns)
     safe.to_csv(fh, index=False)

@@ -10,6 +10,10 @@ Conventions
 * Durations are float seconds (``*_s`` columns), computed from integer nanoseconds, so they
   keep the capture's precision (float64 holds microseconds exactly for any realistic span).
 * Counts that can be unknown are nullable ``Int64``; enumerations are ``category``.
+* The engine builds its tables as Arrow tables (:func:`arrow_type` gives each column's
+  Arrow type) so that JSON output never needs pandas; :func:`frame_from_arrow` turns them
+  into the pandas dtypes above. This module imports pandas only when a pandas dtype or
+  frame is asked for: a ``sockscope summary --json`` process never loads it.
 
 Meanings worth stating (connections)
 ------------------------------------
@@ -27,20 +31,32 @@ Meanings worth stating (connections)
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+class Categories(list):
+    """The categories of an enumeration column (a pandas ``CategoricalDtype`` once pandas
+    is loaded, an Arrow dictionary column in the engine)."""
+
+    def __init__(self, values: Iterable[str], ordered: bool = False) -> None:
+        super().__init__(values)
+        self.ordered = ordered
+
 
 TS = "datetime64[ns, UTC]"
 
 # name -> pandas dtype, in the order the columns appear.
-CONNECTION_COLUMNS: dict[str, Any] = {
+_CONNECTION_SPEC: dict[str, Any] = {
     "conn_id": "int64",
     "client_ip": "string",
     "client_port": "int32",
     "server_ip": "string",
     "server_port": "int32",
-    "roles_from": pd.CategoricalDtype(["syn", "heuristic"]),
+    "roles_from": Categories(["syn", "heuristic"]),
     "start": TS,
     "end": TS,
     "duration_s": "float64",
@@ -50,18 +66,18 @@ CONNECTION_COLUMNS: dict[str, Any] = {
     "server_bytes": "int64",
     "client_ip_bytes": "int64",
     "server_ip_bytes": "int64",
-    "state": pd.CategoricalDtype(
+    "state": Categories(
         ["S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"]
     ),
     "history": "string",
-    "closed_by": pd.CategoricalDtype(["client", "server"]),
-    "close_kind": pd.CategoricalDtype(["FIN", "RST"]),
+    "closed_by": Categories(["client", "server"]),
+    "close_kind": Categories(["FIN", "RST"]),
     "close_ts": TS,
     "close_frame": "Int64",
     "idle_before_close_s": "float64",
     "requests": "int64",
     "unanswered": "int64",
-    "protocol": pd.CategoricalDtype(["http", "tls", "unknown"]),
+    "protocol": Categories(["http", "tls", "unknown"]),
     "sni": "string",
     "retransmits": "int64",
     "gaps": "int64",
@@ -75,7 +91,7 @@ CONNECTION_COLUMNS: dict[str, Any] = {
 OUTCOMES = ["complete", "no_response", "partial_response", "no_request"]
 ENDED_BY = ["client_fin", "client_rst", "server_fin", "server_rst", "capture_end"]
 
-REQUEST_COLUMNS: dict[str, Any] = {
+_REQUEST_SPEC: dict[str, Any] = {
     "conn_id": "int64",
     "index": "int64",
     "method": "string",
@@ -99,28 +115,28 @@ REQUEST_COLUMNS: dict[str, Any] = {
     "req_connection": "string",
     "resp_connection": "string",
     "resp_keep_alive": "string",
-    "outcome": pd.CategoricalDtype(OUTCOMES),
-    "ended_by": pd.CategoricalDtype(ENDED_BY),
+    "outcome": Categories(OUTCOMES),
+    "ended_by": Categories(ENDED_BY),
     "first_frame": "Int64",
     "last_frame": "Int64",
 }
 
 GAP_ENDED_BY = ["client_data", "server_data"] + ENDED_BY
 
-GAP_COLUMNS: dict[str, Any] = {
+_GAP_SPEC: dict[str, Any] = {
     "conn_id": "int64",
     "start": TS,
     "end": TS,
     "duration_s": "float64",
     "outstanding": "boolean",
-    "ended_by": pd.CategoricalDtype(GAP_ENDED_BY),
+    "ended_by": Categories(GAP_ENDED_BY),
     "start_frame": "Int64",
     "end_frame": "Int64",
 }
 
-FINDING_COLUMNS: dict[str, Any] = {
+_FINDING_SPEC: dict[str, Any] = {
     "kind": "category",
-    "severity": pd.CategoricalDtype(["info", "warning", "error"], ordered=True),
+    "severity": Categories(["info", "warning", "error"], ordered=True),
     "conn_id": "Int64",
     "request_index": "Int64",
     "summary": "string",
@@ -128,15 +144,100 @@ FINDING_COLUMNS: dict[str, Any] = {
     "display_filter": "string",
 }
 
-TABLES: dict[str, dict[str, Any]] = {
-    "connections": CONNECTION_COLUMNS,
-    "requests": REQUEST_COLUMNS,
-    "gaps": GAP_COLUMNS,
-    "findings": FINDING_COLUMNS,
+_SPECS: dict[str, dict[str, Any]] = {
+    "connections": _CONNECTION_SPEC,
+    "requests": _REQUEST_SPEC,
+    "gaps": _GAP_SPEC,
+    "findings": _FINDING_SPEC,
 }
+_PUBLIC = {"CONNECTION_COLUMNS": "connections", "REQUEST_COLUMNS": "requests", "GAP_COLUMNS": "gaps",
+           "FINDING_COLUMNS": "findings"}
+_built: dict[str, Any] = {}
 
 
-def _ns_to_ts(values: pd.Series) -> pd.Series:
+def spec(table: str) -> dict[str, Any]:
+    """A table's columns without pandas: name -> dtype name, or :class:`Categories`."""
+    return _SPECS[table]
+
+
+def _pandas_dtype(kind: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(kind, Categories):
+        return pd.CategoricalDtype(list(kind), ordered=kind.ordered)
+    return kind
+
+
+def __getattr__(name: str) -> Any:
+    # CONNECTION_COLUMNS & co. hold pandas dtypes: built on first use, so importing this
+    # module (as the engine does) does not import pandas.
+    if name in _PUBLIC or name == "TABLES":
+        if not _built:
+            for const, table in _PUBLIC.items():
+                _built[const] = {k: _pandas_dtype(v) for k, v in _SPECS[table].items()}
+            _built["TABLES"] = {table: _built[const] for const, table in _PUBLIC.items()}
+        return _built[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def arrow_type(kind: Any) -> "pa.DataType":
+    """The Arrow type the engine stores a column of this dtype in."""
+    import pyarrow as pa
+
+    if isinstance(kind, Categories):
+        return pa.dictionary(pa.int8(), pa.string())
+    return {"int64": pa.int64(), "Int64": pa.int64(), "int32": pa.int32(), "float64": pa.float64(),
+            "string": pa.string(), TS: pa.timestamp("ns", tz="UTC"), "boolean": pa.bool_()}[kind]
+
+
+def frame_from_arrow(table: "pa.Table", columns: Mapping[str, Any] | str) -> "pd.DataFrame":
+    """An engine table (Arrow) as a pandas frame with the contract's dtypes.
+
+    ``columns`` is a table name or a spec (name -> dtype). Columns outside the contract keep
+    their natural dtype: integers are ``int64`` (``Int64`` when some are missing), text is
+    ``string``, dictionaries are ``category``, timestamps UTC.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    spec_ = _SPECS[columns] if isinstance(columns, str) else columns
+    out: dict[str, Any] = {}
+    n = table.num_rows
+    for name in table.column_names:
+        col = table.column(name)
+        kind = spec_.get(name)
+        typ = col.type
+        if isinstance(kind, (Categories, pd.CategoricalDtype)) or pa.types.is_dictionary(typ):
+            cats = list(kind.categories if isinstance(kind, pd.CategoricalDtype) else kind) if kind is not None \
+                else None
+            ser = pd.Series(col.to_pandas(), copy=False)
+            if cats is not None:
+                ser = ser.astype(pd.CategoricalDtype(cats, ordered=getattr(kind, "ordered", False)))
+            out[name] = ser
+        elif pa.types.is_timestamp(typ):
+            out[name] = pd.Series(col.to_pandas(), copy=False)
+        elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            out[name] = pd.Series(pd.StringDtype().__from_arrow__(col), copy=False)
+        elif pa.types.is_boolean(typ):
+            out[name] = pd.Series(pd.BooleanDtype().__from_arrow__(col), copy=False)
+        elif pa.types.is_integer(typ):
+            if kind == "Int64" or (kind is None and col.null_count):
+                out[name] = pd.Series(pd.Int64Dtype().__from_arrow__(col.cast(pa.int64())), copy=False)
+            else:
+                out[name] = pd.Series(col.to_numpy(), copy=False).astype(kind or "int64")
+        elif pa.types.is_floating(typ):
+            out[name] = pd.Series(col.to_numpy(zero_copy_only=False), copy=False).astype("float64")
+        else:
+            out[name] = pd.Series(col.to_pandas(), copy=False)
+    if not n:
+        return frame_from_records([], {k: _pandas_dtype(v) for k, v in spec_.items()} | {
+            k: out[k].dtype for k in out if k not in spec_})
+    return pd.DataFrame(out)
+
+
+def _ns_to_ts(values: "pd.Series") -> "pd.Series":
+    import pandas as pd
+
     # Integer nanoseconds since the epoch (None for missing) -> tz-aware UTC timestamps.
     ints = pd.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else int(v)
                      for v in values], dtype="Int64")
@@ -144,13 +245,15 @@ def _ns_to_ts(values: pd.Series) -> pd.Series:
 
 
 def frame_from_records(
-    records: Iterable[Mapping[str, Any]] | pd.DataFrame, columns: Mapping[str, Any]
-) -> pd.DataFrame:
+    records: "Iterable[Mapping[str, Any]] | pd.DataFrame", columns: Mapping[str, Any]
+) -> "pd.DataFrame":
     """Build a table with exactly ``columns`` (in order) and their dtypes.
 
     Timestamp columns may hold integer nanoseconds (or ``None``); extra keys in the
     records are kept after the contract's columns.
     """
+    import pandas as pd
+
     if isinstance(records, pd.DataFrame):
         df = records
     else:
@@ -183,6 +286,6 @@ def frame_from_records(
     return result.reset_index(drop=True)
 
 
-def empty(columns: Mapping[str, Any]) -> pd.DataFrame:
+def empty(columns: Mapping[str, Any]) -> "pd.DataFrame":
     """An empty table with the contract's columns and dtypes."""
     return frame_from_records([], columns)

@@ -1,0 +1,112 @@
+"""The engine's Arrow tables, and the pandas-free JSON commands built on them.
+
+`sockscope summary --json` and `requests --json` write the engine's Arrow tables directly
+(no pandas in the process); the Python API turns the same tables into pandas frames. Both
+faces must say the same thing: the JSON the commands print is byte for byte what
+``output.write_json`` makes of the API's frames.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+import sockscope
+from sockscope import output, schema
+from sockscope.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+CAPTURES = sorted(p for p in (REPO / "captures").rglob("*") if p.suffix in (".pcap", ".pcapng")
+                  and "rotated" not in p.parts)
+ROTATED = sorted((REPO / "captures" / "lab" / "rotated").glob("dump-*.pcap"))
+
+
+def _frames_json(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    output.write_json(df, buf)
+    return buf.getvalue()
+
+
+def _cli(*args: str) -> str:
+    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(REPO / "captures")))
+def test_json_commands_print_what_the_frames_hold(path: Path) -> None:
+    cap = sockscope.load(str(path))
+    conns = cap.connections.sort_values(["start", "conn_id"], kind="stable")
+    assert _cli("summary", "--json", str(path)) == _frames_json(conns)
+    assert _cli("requests", "--json", str(path)) == _frames_json(cap.requests)
+
+
+@pytest.mark.parametrize("extra", [(), ("-j", "2"), ("--merge",)], ids=["serial", "jobs2", "merge"])
+def test_json_commands_on_several_files(extra: tuple[str, ...]) -> None:
+    if not ROTATED:
+        pytest.skip("captures/lab/rotated is missing (make captures)")
+    files = [str(p) for p in ROTATED]
+    cap = sockscope.load(files, jobs=2 if "-j" in extra else 1, merge="--merge" in extra)
+    conns = cap.connections.sort_values(["start", "conn_id"], kind="stable")
+    assert _cli("summary", "--json", *extra, *files) == _frames_json(conns)
+    assert _cli("requests", "--json", *extra, *files) == _frames_json(cap.requests)
+    picked = sorted(set(cap.requests["conn_id"].tolist()))[:2]
+    if picked:
+        args = [a for c in picked for a in ("--conn", str(c))]
+        want = cap.requests[cap.requests["conn_id"].isin(picked)]
+        assert _cli("requests", "--json", *args, *extra, *files) == _frames_json(want)
+
+
+def test_json_commands_never_import_pandas() -> None:
+    capture = REPO / "captures" / "crafted" / "incident-before-fix.pcap"
+    script = (
+        "import sys\n"
+        "from sockscope.cli import main\n"
+        f"sys.argv = ['sockscope', sys.argv[1], '--json', {str(capture)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('PANDAS', 'pandas' in sys.modules, file=sys.stderr)\n"
+    )
+    for command in ("summary", "requests"):
+        proc = subprocess.run([sys.executable, "-c", script, command], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "PANDAS False" in proc.stderr, f"{command} --json imported pandas"
+        rows = json.loads(proc.stdout)
+        assert rows and all("conn_id" in r for r in rows)
+
+
+def test_load_arrow_tables_have_the_contracts_types() -> None:
+    path = REPO / "captures" / "crafted" / "incident-before-fix.pcap"
+    name, res = sockscope.load_arrow(str(path))
+    assert name == str(path)
+    for table_name, table in (("connections", res.connections), ("requests", res.requests),
+                              ("gaps", res.gaps)):
+        assert table.num_rows > 0, table_name
+        spec = schema.spec(table_name)
+        assert table.column_names[:len(spec)] == list(spec), f"{table_name}: contract columns first, in order"
+        for col, kind in spec.items():
+            typ = table.schema.field(col).type
+            assert typ == schema.arrow_type(kind), f"{table_name}.{col}: {typ}"
+            if isinstance(kind, schema.Categories):
+                assert table.column(col).combine_chunks().dictionary.to_pylist() == list(kind)
+
+
+def test_frames_from_empty_tables_keep_the_contract_dtypes() -> None:
+    # a capture without a single request or silence still gives typed, empty tables
+    path = REPO / "captures" / "crafted" / "fmt-null.pcap"
+    _, res = sockscope.load_arrow(str(path), tables=("connections",))
+    assert res.requests.num_rows == 0 and res.gaps.num_rows == 0
+    conns, reqs, gaps = res.frames()
+    for df, columns in ((conns, schema.CONNECTION_COLUMNS), (reqs, schema.REQUEST_COLUMNS),
+                        (gaps, schema.GAP_COLUMNS)):
+        for col, dtype in columns.items():
+            assert df[col].dtype == dtype, f"{col}: {df[col].dtype} != {dtype}"
+    assert isinstance(res.connections, pa.Table)
