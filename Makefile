@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Every source setup.py compiles is in the checksum: an edited module is rebuilt, never
 # shadowed by a stale extension (the compiled .so wins over the .py next to it).
-COMPILED := sockscope/*/*.pyx sockscope/*/*.pxd sockscope/http/session.py sockscope/http/_grammar.py \
+COMPILED := sockscope/*.pyx sockscope/*/*.pyx sockscope/*/*.pxd sockscope/http/session.py sockscope/http/_grammar.py \
 	sockscope/http/sniff.py sockscope/engine.py
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py $(COMPILED) 2>/dev/null | cksum | cut -d' ' -f1)
 DEMO_CAPTURE ?= captures/crafted/incident-before-fix.pcap

@@ -6,6 +6,8 @@ from setuptools import Extension, setup
 extensions = [
     Extension("sockscope.capture._source", ["sockscope/capture/_source.pyx"]),
     Extension("sockscope.tcp._tracker", ["sockscope/tcp/_tracker.pyx"]),
+    # JSON output: cell texts joined into row objects (sockscope.output)
+    Extension("sockscope._rows", ["sockscope/_rows.pyx"]),
     # The HTTP framer is plain Python (readable, tested as such); compiling the same source
     # removes interpreter overhead from the per-segment path.
     Extension("sockscope.http.session", ["sockscope/http/session.py"]),

@@ -164,32 +164,26 @@ def write_table_json(table: pa.Table, fh: TextIO) -> None:
 
 
 def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[pa.Array]], fh: TextIO) -> None:
-    # Rows are assembled by Arrow too: key literals and cell texts joined element-wise.
-    keys = [("{" if i == 0 else ",") + _jstr(c) + ":" for i, c in enumerate(names)]
-    fh.write("[")
-    # Cells are converted about half a million at a time (fewer, larger kernel calls), rows
-    # assembled and written 4k at a time: a few MB of text in memory however long the table.
+    from sockscope._rows import join_rows
+
+    keys = [(("{" if i == 0 else ",") + _jstr(c) + ":").encode("ascii") for i, c in enumerate(names)]
+    fh.write("[\n")
+    # Cells are converted about half a million at a time (fewer, larger kernel calls), and
+    # rows joined and written 4k at a time: a few MB of text in memory however long the table.
     raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
-    first = True
     step = max(4_096, (1 << 19) // max(1, len(names)) // 4_096 * 4_096)
     for i in range(0, nrows, step):
         cols = cells(i, step)
         n = min(step, nrows - i)
         for j in range(0, n, 4_096):
-            pieces: list = []
-            for key, col in zip(keys, cols):
-                pieces += [key, col.slice(j, 4_096)]
-            rows = pc.binary_join_element_wise(*pieces, "}", "")
-            text = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(rows)], type=pa.int32()), rows),
-                                  ",\n")[0]
-            fh.write("\n" if first else ",\n")
-            first = False
+            m = min(4_096, n - j)
+            text = join_rows(keys, [c.slice(j, m) for c in cols], m, i + j == 0)
             if raw is not None:
                 fh.flush()
-                raw.write(text.as_buffer())
+                raw.write(text)
             else:
-                fh.write(text.as_py())
-    fh.write("\n]\n")
+                fh.write(text.decode("ascii"))
+    fh.write("\n]\n" if nrows else "]\n")
 
 
 def _csv_safe(v: Any) -> Any:

@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 import sockscope
@@ -110,3 +112,22 @@ def test_frames_from_empty_tables_keep_the_contract_dtypes() -> None:
         for col, dtype in columns.items():
             assert df[col].dtype == dtype, f"{col}: {df[col].dtype} != {dtype}"
     assert isinstance(res.connections, pa.Table)
+
+
+@given(st.lists(st.lists(st.text(max_size=6), min_size=0, max_size=7), min_size=1, max_size=5),
+       st.integers(0, 3), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_row_joiner_matches_the_plain_join(columns: list[list[str]], skip: int, first: bool) -> None:
+    from sockscope._rows import join_rows
+
+    n = min(len(c) for c in columns)
+    skip = min(skip, n)
+    texts = [[s.encode("unicode_escape").decode("ascii") for s in c[:n]] for c in columns]
+    keys = [("{" if i == 0 else ",") + f'"k{i}":' for i in range(len(texts))]
+    # sliced arrays: the joiner must honour the slice offset into Arrow's buffers
+    cells = [pa.array(c, type=pa.string()).slice(skip) for c in texts]
+    want = ",\n".join("".join(k + c[i] for k, c in zip(keys, texts)) + "}" for i in range(skip, n))
+    if not first and n - skip:
+        want = ",\n" + want
+    got = join_rows([k.encode() for k in keys], cells, n - skip, first)
+    assert got == want.encode("ascii")
