@@ -114,6 +114,8 @@ def rows_for(pcap: Path, packets: int, a: argparse.Namespace) -> list[dict]:
          "needs_sockscope": True},
         {"key": "ss_requests", "name": "sockscope requests --json", "cmd": [ss, "requests", "--json", f],
          "needs_sockscope": True},
+        {"key": "ss_summary_j2", "name": "sockscope summary --json -j 2", "vs": "ss_summary",
+         "cmd": [ss, "summary", "--json", "-j", "2", f], "needs_sockscope": True},
         {"key": "ss_requests_j2", "name": "sockscope requests --json -j 2", "vs": "ss_requests",
          "cmd": [ss, "requests", "--json", "-j", "2", f], "needs_sockscope": True},
     ]
@@ -243,6 +245,7 @@ def ratios(results: dict, big: int, small: int) -> list[dict]:
     for n in [big] + ([small] if small and small != big else []):
         speed("tshark conv,tcp / sockscope summary", "tshark_conv", "ss_summary", TARGET_CONV, n)
         speed("tshark http fields / sockscope requests", "tshark_http", "ss_requests", TARGET_HTTP, n)
+        speed("sockscope summary -j 1 / -j 2 (speed-up)", "ss_summary", "ss_summary_j2", 1.7, n)
         speed("sockscope requests -j 1 / -j 2 (speed-up)", "ss_requests", "ss_requests_j2", 1.7, n)
     if small and small != big:
         for key, label in [("ss_summary", "summary"), ("ss_requests", "requests")]:

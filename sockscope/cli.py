@@ -10,11 +10,16 @@ import os
 import sys
 from typing import Any, Callable
 
-import click
-from rich.markup import escape
+# numpy's OpenBLAS starts a worker thread per core that spins for a while after start-up;
+# no command does linear algebra, and on a small machine the spinning competes with the
+# analysis (and with -j workers). Must be set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from sockscope import output
-from sockscope.errors import SockscopeError
+import click  # noqa: E402
+from rich.markup import escape  # noqa: E402
+
+from sockscope import output  # noqa: E402
+from sockscope.errors import SockscopeError  # noqa: E402
 
 # A command is one short-lived process: Arrow's default allocator keeps freed blocks for
 # reuse, which for column-wise JSON output costs 2x the peak memory of the C allocator.

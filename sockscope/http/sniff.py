@@ -9,6 +9,7 @@ answers.
 from __future__ import annotations
 
 from ._grammar import KNOWN_METHODS, parse_request_line, parse_status_line
+from .session import fast_start_line
 
 __all__ = ["detect"]
 
@@ -57,7 +58,9 @@ def _looks_like_request(head: bytes) -> bool:
     head = head.lstrip(b"\r\n")
     nl = head.find(b"\n")
     if nl >= 0:
-        return parse_request_line(head[:nl]) is not None
+        # the framer's in-place recogniser settles everyday lines without the grammar's regex
+        line = head[:nl]
+        return fast_start_line(line, False) is not None or parse_request_line(line) is not None
     # The line is cut off by the size of the head: believe a well-known method followed by
     # something shaped like a target.
     method, sep, rest = head.partition(b" ")
@@ -69,7 +72,7 @@ def _looks_like_request(head: bytes) -> bool:
 def _looks_like_status(head: bytes) -> bool:
     nl = head.find(b"\n")
     line = head[:nl] if nl >= 0 else head
-    if parse_status_line(line) is not None:
+    if fast_start_line(line, True) is not None or parse_status_line(line) is not None:
         return True
     # "HTTP/1.1 2" cut short still counts if what is there has the right shape.
     return nl < 0 and len(line) >= 10 and parse_status_line(line[:12] + b"0" * (12 - len(line[:12]))) is not None
