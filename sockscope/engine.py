@@ -27,9 +27,16 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 import pyarrow as pa
 
+try:
+    import cython
+except ImportError:  # running the plain .py without Cython: the annotations are not needed
+    class cython:  # type: ignore[no-redef]  # noqa: N801
+        compiled = False
+        Py_ssize_t = longlong = object
+
 from sockscope import schema
 from sockscope.capture import open_source
-from sockscope.http import HttpSession, detect
+from sockscope.http import EXCHANGE_FIELDS, Exchange, HttpSession, detect
 from sockscope.tcp._tracker import (GAP_ENDED_BY, PROTOCOL_CODES, STATE_CODES, _STATE_NAMES, RowStore,
                                     Tracker)
 
@@ -101,6 +108,22 @@ def _contract_order(cols: dict[str, Any], table: str) -> pa.Table:
     spec = schema.spec(table)
     names = [c for c in spec if c in cols] + [c for c in cols if c not in spec]
     return pa.table({c: cols[c] for c in names})
+
+
+def _int64s(vals: tuple) -> array:
+    """Python ints (None for missing) -> array('q') with the NA sentinel; a typed loop once
+    compiled (array('q', list) converts through a generic per-item setter)."""
+    n: cython.Py_ssize_t = len(vals)
+    out = array("q", bytes(8 * n))
+    if not cython.compiled:
+        out[:] = array("q", [NA if v is None else v for v in vals])
+        return out
+    mv: cython.longlong[:] = out
+    j: cython.Py_ssize_t
+    for j in range(n):
+        v = vals[j]
+        mv[j] = NA if v is None else v
+    return out
 
 
 class _Columns:
@@ -180,6 +203,8 @@ class EngineResult:
                 schema.frame_from_arrow(self.gaps, "gaps"))
 
 
+_BATCH = 4096
+
 _CLOSE_EVENTS = ("client_fin", "server_fin", "client_rst", "server_rst")
 
 _EX_ATTRS = (
@@ -197,15 +222,18 @@ class _Sink:
     def __init__(self, keep_requests: bool = True, keep_gaps: bool = True) -> None:
         self.keep_requests = keep_requests
         self.keep_gaps = keep_gaps
-        from operator import attrgetter
-
-        self._get = attrgetter(*_EX_ATTRS)
+        # positions of the stored attributes in Exchange.as_tuple()
+        self._pos = [EXCHANGE_FIELDS.index(a) for a in _EX_ATTRS]
         self._kinds = [_REQ_FIELDS.get(a[:-3] if a.endswith("_ns") else a, "s") for a in _EX_ATTRS]
         # Exchanges become columns as soon as their connection retires: int64 arrays and
         # interned strings, so memory per request is a few hundred bytes.
         self.req_cols: list[Any] = [array("q") if k in "it" else [] for k in self._kinds]
         self._intern: dict[str, str] = {}
         self.ex_conn = array("q")
+        # Exchanges become columns a few thousand at a time: per connection (5 requests on
+        # average) the per-column extend calls cost more than the values they copy.
+        self._batch: list = []
+        self._batch_conn: list[int] = []
         self.ex_outcome: list[str] = []
         self.ex_ended: list[str | None] = []
         self.gaps = _Columns(_GAP_FIELDS)
@@ -245,16 +273,12 @@ class _Sink:
             outcomes.append(outcome)
             ended_by.append(ended)
         if self.keep_requests and exchanges:
-            # column by column for the whole connection: C-level transposes and extends
-            intern = sys.intern
-            for col, kind, vals in zip(self.req_cols, self._kinds, zip(*map(self._get, exchanges))):
-                if kind == "s":
-                    col.extend([None if v is None else (intern(v) if len(v) <= 256 else v) for v in vals])
-                else:
-                    col.extend([NA if v is None else v for v in vals])
-            self.ex_conn.extend([conn_id] * len(exchanges))
+            self._batch.extend(exchanges)
+            self._batch_conn.extend([conn_id] * len(exchanges))
             self.ex_outcome.extend(outcomes)
             self.ex_ended.extend(ended_by)
+            if len(self._batch) >= _BATCH:
+                self.flush()
         if session is not None:
             dropped = getattr(session, "dropped_requests", 0)
             if dropped:
@@ -282,12 +306,40 @@ class _Sink:
             })
         return n_req, unanswered
 
+    def flush(self) -> None:
+        """Turn the exchanges waiting in the batch into columns (``ex_conn``, ``req_cols``)."""
+        if not self._batch:
+            return
+        fields = list(zip(*map(Exchange.as_tuple, self._batch)))
+        seen: dict = self._intern
+        for col, kind, i in zip(self.req_cols, self._kinds, self._pos):
+            vals = fields[i]
+            if kind != "s":
+                col.extend(_int64s(vals))
+                continue
+            # one copy of each repeated text (methods, hosts, user agents, content types)
+            out = []
+            for v in vals:
+                if v is not None and len(v) <= 256:
+                    w = seen.get(v)
+                    if w is None:
+                        if len(seen) < 262_144:     # a bounded table: unique texts stay unique
+                            seen[v] = v
+                    else:
+                        v = w
+                out.append(v)
+            col.extend(out)
+        self.ex_conn.extend(array("q", self._batch_conn))
+        self._batch = []
+        self._batch_conn = []
+
     def requests_table(self) -> pa.Table:
         """The exchanges of every retired connection, in (conn_id, index) order.
 
         Each stored column is released as soon as its Arrow column is built, so the
         requests are never held twice (152k requests: 60 MB less at the peak).
         """
+        self.flush()
         conn = _i64(self.ex_conn)
         index = _i64(self.req_cols[_EX_ATTRS.index("index")])
         # connections retire out of id order; a stable sort puts each one's exchanges together

@@ -52,7 +52,7 @@ Tolerance (decisions)
 content and extracts the TLS SNI.
 """
 
-from .session import Exchange, HttpSession
+from .session import EXCHANGE_FIELDS, Exchange, HttpSession
 from .sniff import detect
 
-__all__ = ["Exchange", "HttpSession", "detect"]
+__all__ = ["EXCHANGE_FIELDS", "Exchange", "HttpSession", "detect"]

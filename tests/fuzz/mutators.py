@@ -814,6 +814,7 @@ def _core_with(e: dict[str, Any], data: bytes) -> dict[str, Any]:
     with e["_no_cyclic_gc"]():
         point.read(io.BytesIO(data), None)
         point.tracker.finish()
+        point.sink.flush()      # exchanges are batched into columns; result() flushes too
     tracker, rows, sink, facts = point.tracker, point.rows, point.sink, point.facts
     n = rows.n
     ids = list(rows.ints["conn_id"])
