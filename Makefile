@@ -39,7 +39,7 @@ test: system-deps install
 	$(PY) -m pytest -q
 
 bench: system-deps install
-	$(PY) bench/run.py --tshark-engine
+	$(PY) bench/run.py --tshark-engine --repeat 2
 
 captures: system-deps install
 	$(PY) captures/crafted/make_crafted.py

@@ -16,7 +16,6 @@ from typing import Any, Callable
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click  # noqa: E402
-from rich.markup import escape  # noqa: E402
 
 from sockscope import output  # noqa: E402
 from sockscope.errors import SockscopeError  # noqa: E402
@@ -31,6 +30,14 @@ output.use_system_allocator()
 # them 0.7 s and 60 MB.
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+
+
+def escape(text: str) -> str:
+    """Text shown in a rich table, its [markup] made literal (rich loads only when a table
+    is drawn: the JSON commands never need it)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _console(stderr: bool = False):

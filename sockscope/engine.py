@@ -19,7 +19,6 @@ import gc
 import ipaddress
 import os
 import socket
-import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable

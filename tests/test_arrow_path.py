@@ -67,20 +67,21 @@ def test_json_commands_on_several_files(extra: tuple[str, ...]) -> None:
         assert _cli("requests", "--json", *args, *extra, *files) == _frames_json(want)
 
 
-def test_json_commands_never_import_pandas() -> None:
+def test_json_commands_never_import_pandas_or_rich() -> None:
     capture = REPO / "captures" / "crafted" / "incident-before-fix.pcap"
     script = (
         "import sys\n"
         "from sockscope.cli import main\n"
         f"sys.argv = ['sockscope', sys.argv[1], '--json', {str(capture)!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print('PANDAS', 'pandas' in sys.modules, file=sys.stderr)\n"
+        "print('PANDAS', 'pandas' in sys.modules, 'RICH', 'rich' in sys.modules, file=sys.stderr)\n"
     )
     for command in ("summary", "requests"):
         proc = subprocess.run([sys.executable, "-c", script, command], capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert "PANDAS False" in proc.stderr, f"{command} --json imported pandas"
+        assert "RICH False" in proc.stderr, f"{command} --json imported rich (only tables need it)"
         rows = json.loads(proc.stdout)
         assert rows and all("conn_id" in r for r in rows)
 
