@@ -414,6 +414,7 @@ class HttpSession:
     max_pending = cython.declare(cython.Py_ssize_t, visibility="public")
     max_violations = cython.declare(cython.Py_ssize_t, visibility="public")
     max_decoded_body = cython.declare(object, visibility="public")
+    framing_only = cython.declare(cython.bint, visibility="public")
     exchanges = cython.declare(list, visibility="public")
     tunnel = cython.declare(object, visibility="public")
     violations = cython.declare(list, visibility="public")
@@ -436,6 +437,7 @@ class HttpSession:
         max_pending: int = MAX_PENDING,
         max_violations: int = MAX_VIOLATIONS,
         max_decoded_body: int = MAX_DECODED_BODY,
+        framing_only: bool = False,
     ) -> None:
         self.max_header_line = max_header_line
         self.max_header_block = max_header_block
@@ -443,6 +445,10 @@ class HttpSession:
         self.max_pending = max_pending
         self.max_violations = max_violations
         self.max_decoded_body = max_decoded_body
+        self.framing_only = framing_only
+        """Only what message framing and pairing need: the exchanges' header text fields
+        (host, user_agent, content types, connection, keep-alive, content encoding) and
+        response_body_decoded_len stay empty. For callers that only count requests."""
 
         self.exchanges = []
         """Exchanges so far, in request order (responses without request where they occurred)."""
@@ -675,6 +681,23 @@ class HttpSession:
         end: cython.Py_ssize_t = _section_end(buf, p, s, n)
         j: cython.Py_ssize_t
         if end < 0:
+            # Lines completed since the last call are judged now, as they would have been had
+            # their bytes come one at a time: a line over the cap counts from its (cap + 1)th
+            # byte before its line end, unless the block cap was crossed first.
+            a: cython.Py_ssize_t = pos + side.line_off
+            e: cython.Py_ssize_t = _find_lf(buf, p, a, n)
+            t: cython.Py_ssize_t
+            while e >= 0:
+                if _line_len(p, a, e) > self.max_header_line:
+                    t = a + self.max_header_line + (2 if p[a + self.max_header_line] == 13 else 1)
+                    if t <= pos + self.max_header_block - side.hdr_bytes:
+                        self._damage(side, "header_line_too_large", frame)
+                        side.skip_nl = True
+                        side.resume = t
+                        return -1
+                    break
+                a = e + 1
+                e = _find_lf(buf, p, a, n)
             j = buf.rfind(b"\n", s, n)
             if j >= 0:
                 side.line_off = j + 1 - pos
@@ -683,7 +706,7 @@ class HttpSession:
                 side.skip_nl = p[n - 1] != 10
                 side.resume = n
                 return -1
-            if n - pos - side.line_off > self.max_header_line:
+            if _line_len(p, pos + side.line_off, n) > self.max_header_line:
                 self._damage(side, "header_line_too_large", frame)
                 side.skip_nl = True
                 side.resume = n
@@ -761,6 +784,8 @@ class HttpSession:
                                 ne -= 1
                             if ne != k:
                                 f = _wanted(p, i, ne)
+                        if f >= 0 and self.framing_only and f != _F_CL and f != _F_TE and f != _F_UPG:
+                            f = -1      # a field no table will show: not copied out
                         if f >= 0:
                             vs = k + 1
                             ve = j
@@ -938,10 +963,11 @@ class HttpSession:
         ex.request_last_frame = frame
         fields: list = side.fields
         # each request's fields are recorded once, on a fresh exchange
-        ex.host = _opt_text(fields[_F_HOST])
-        ex.user_agent = _opt_text(fields[_F_UA])
-        ex.req_content_type = _opt_text(fields[_F_CT])
-        ex.req_connection = _opt_text(fields[_F_CONN])
+        if not self.framing_only:
+            ex.host = _opt_text(fields[_F_HOST])
+            ex.user_agent = _opt_text(fields[_F_UA])
+            ex.req_content_type = _opt_text(fields[_F_CT])
+            ex.req_connection = _opt_text(fields[_F_CONN])
 
         # Message body length of a request, RFC 9112 6.3 (rules 1, 2 and 7 are about responses).
         te = fields[_F_TE]
@@ -1116,12 +1142,14 @@ class HttpSession:
         ex.response_end_ns = ts
         ex.response_last_frame = frame
         fields: list = side.fields
-        # ... and the final response's (1xx replies returned above)
-        ex.resp_content_type = _opt_text(fields[_F_CT])
-        ex.resp_connection = _opt_text(fields[_F_CONN])
-        ex.resp_keep_alive = _opt_text(fields[_F_KA])
+        # ... and the final response's (1xx replies returned above); framing_only leaves
+        # Content-Encoding out too, so no body is inflated to count its decoded size
         ce = fields[_F_CE]
-        ex.resp_content_encoding = _opt_text(ce)
+        if not self.framing_only:
+            ex.resp_content_type = _opt_text(fields[_F_CT])
+            ex.resp_connection = _opt_text(fields[_F_CONN])
+            ex.resp_keep_alive = _opt_text(fields[_F_KA])
+            ex.resp_content_encoding = _opt_text(ce)
 
         status = ex.status
         method = ex.method  # None when unpaired or unstored: framed like a GET

@@ -172,6 +172,10 @@ def test_fuzz_any_bytes_never_raise_and_respect_caps(script, rnd):
 @example(b"\x00" * 65 + b"\n")
 @example(b"GET /" + b"a" * 70 + b" HTTP/1.1\r\n\r\n")
 @example(b"x" * 100 + b"\nGET / HTTP/1.1\r\n\r\n")
+# A header line one byte over the cap in a section that never ends (found by this test).
+@example(b"! \x00 HTTP/0.0\n" + b"\x00" * 65 + b"\n")
+@example(b"GET / HTTP/1.1\r\nA: " + b"b" * 61 + b"\r\n")
+@example(b"GET / HTTP/1.1\r\nA: " + b"b" * 61 + b"\rc\r\n")
 def test_fuzz_whole_buffer_equals_byte_at_a_time_for_clean_feeds(data):
     # Arbitrary bytes on both sides, no gaps: splitting must never change the outcome.
     results = []
