@@ -104,6 +104,7 @@ def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", mi
                 return sockscope.dask.analyze(paths, client=client, min_gap_s=min_gap_s)
         extra = {"tables": tables, "jobs": jobs, "merge": merge} if engine == "native" else {}
         if arrow and engine == "native":
+            _without_pandas()
             cap = sockscope.load_arrow(target, min_gap_s=min_gap_s, progress=progress, **extra)[1]
         else:
             cap = sockscope.load(target, engine=engine, min_gap_s=min_gap_s, progress=progress,
@@ -280,7 +281,6 @@ def summary(captures: tuple[str, ...], as_json: bool, as_csv: bool, engine: str,
     if as_json and engine == "native" and not scheduler:
         import pyarrow.compute as pc
 
-        _without_pandas()
         conns = _load(capture, arrow=True, **kw).connections
         order = pc.sort_indices(conns, sort_keys=[("start", "ascending"), ("conn_id", "ascending")])
         output.write_table_json(conns.take(order), sys.stdout)
@@ -344,7 +344,6 @@ def requests(captures: tuple[str, ...], conn_ids: tuple[int, ...], as_json: bool
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        _without_pandas()
         reqs = _load(captures, arrow=True, tables=("connections", "requests"), **kw).requests
         if conn_ids:
             reqs = reqs.filter(pc.is_in(reqs.column("conn_id"), pa.array(conn_ids, type=pa.int64())))

@@ -102,6 +102,15 @@ def _categories(values: Any, categories: list[str]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), pa.array(categories, type=pa.string()))
 
 
+def _row_order(*keys: np.ndarray) -> np.ndarray | None:
+    """The stable order that sorts rows by ``keys`` (the first the most significant), or
+    None when the rows are in that order already (tables arrive mostly in order)."""
+    if not len(keys[0]):
+        return None
+    order = np.lexsort(keys[::-1])
+    return None if bool(np.all(order[1:] > order[:-1])) else order
+
+
 def _contract_order(cols: dict[str, Any], table: str) -> pa.Table:
     """The contract's columns in its order, then the engine's extra columns in theirs."""
     spec = schema.spec(table)
@@ -342,9 +351,7 @@ class _Sink:
         conn = _i64(self.ex_conn)
         index = _i64(self.req_cols[_EX_ATTRS.index("index")])
         # connections retire out of id order; a stable sort puts each one's exchanges together
-        order = np.lexsort((index, conn)) if len(conn) else None
-        if order is not None and bool(np.all(order[1:] > order[:-1])):
-            order = None
+        order = _row_order(conn, index)
         picks = None if order is None else order.tolist()
         cols: dict[str, Any] = {"conn_id": pa.array(conn if order is None else conn[order], type=pa.int64())}
         self.ex_conn = array("q")
@@ -377,16 +384,15 @@ class _Sink:
     def gaps_table(self) -> pa.Table:
         """The silences of every retired connection, in (conn_id, start) order."""
         g = self.gaps
-        conn, start = _i64(g.cols["conn_id"]), _i64(g.cols["start"])
-        order = np.lexsort((start, conn)) if g.n else None
-        if order is not None and bool(np.all(order[1:] > order[:-1])):
-            order = None
+        order = _row_order(_i64(g.cols["conn_id"]), _i64(g.cols["start"]))
+
+        def ints(name: str) -> np.ndarray:
+            v = _i64(g.cols[name])
+            return v if order is None else v[order]
+
         cols = g.arrays(order)
-        end = _i64(g.cols["end"]) if order is None else _i64(g.cols["end"])[order]
-        start = start if order is None else start[order]
-        cols["duration_s"] = _secs(end - start)
-        cols["outstanding"] = pa.array(_i64(g.cols["outstanding"]) != 0 if order is None
-                                       else _i64(g.cols["outstanding"])[order] != 0, type=pa.bool_())
+        cols["duration_s"] = _secs(ints("end") - ints("start"))
+        cols["outstanding"] = pa.array(ints("outstanding") != 0, type=pa.bool_())
         cols["ended_by"] = _categories(cols["ended_by"].to_pylist(), schema.GAP_ENDED_BY)
         return _contract_order(cols, "gaps")
 
@@ -406,8 +412,7 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
     it; with ``release`` the row store's copy of a column goes as soon as it is built.
     """
     contract = schema.spec("connections")
-    ids = _i64(rows.ints["conn_id"])
-    order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
+    order = _row_order(_i64(rows.ints["conn_id"]))
 
     def ordered(values: Any) -> Any:
         if order is None:
@@ -745,9 +750,12 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
                             pa.array(lookup[k][t.column("conn_id").to_numpy()], type=pa.int64()))
                for k, t in enumerate(tables)]
         t = _concat(out)
+        if not t.num_rows:
+            return t
         # (conn_id, second) order; stable, as the serial run's
-        sec = t.column(second).cast(pa.int64()).to_numpy(zero_copy_only=False) if t.num_rows else np.zeros(0)
-        return t.take(np.lexsort((sec, t.column("conn_id").to_numpy())))
+        order = _row_order(t.column("conn_id").to_numpy(),
+                           t.column(second).cast(pa.int64()).to_numpy(zero_copy_only=False))
+        return t if order is None else t.take(order)
 
     # every shard read the same files (reader facts alike); the flows were split among them
     facts = dict(parts[0].facts)

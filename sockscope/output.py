@@ -92,6 +92,8 @@ def _json_cells(arr: "pa.Array | pa.ChunkedArray") -> pa.Array:
         # ... which for whole numbers is "5": keep it a float to typed readers ("5.0")
         txt = pc.if_else(pc.match_substring_regex(txt, "[.eE]"), txt,
                          pc.binary_join_element_wise(txt, ".0", ""))
+    elif pa.types.is_binary(typ):
+        txt = arr.cast(pa.string())     # JSON text already (see _arrow_column)
     elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
         raw = arr.cast(pa.string())
         txt = pc.binary_join_element_wise('"', raw, '"', "")
@@ -129,7 +131,8 @@ def _arrow_column(col: "pd.Series") -> pa.Array:
         return pa.array(col, type=pa.float64(), from_pandas=True)
     if isinstance(dt, pd.StringDtype) or col.map(lambda v: v is None or isinstance(v, str)).all():
         return pa.array(col, type=pa.string(), from_pandas=True)
-    # anything else (numbers of mixed types, timestamps as objects): one JSON text per cell
+    # anything else (numbers of mixed types, timestamps as objects): one JSON text per cell,
+    # as binary, which _json_cells takes as rendered already
     return pa.array([None if v is None or v is pd.NA or v is pd.NaT else json.dumps(_cell(v), ensure_ascii=True)
                      for v in col.tolist()], type=pa.binary())
 
@@ -146,13 +149,7 @@ def write_json(df: "pd.DataFrame", fh: TextIO) -> None:
 
     def cells(i: int, n: int) -> list[pa.Array]:
         part = df.iloc[i:i + n]
-        out = []
-        for c in df.columns:
-            arr = _arrow_column(part[c])
-            # binary: pre-rendered JSON text (the generic branch above)
-            out.append(pc.fill_null(arr.cast(pa.string()), "null") if pa.types.is_binary(arr.type)
-                       else _json_cells(arr))
-        return out
+        return [_json_cells(_arrow_column(part[c])) for c in df.columns]
 
     _write_rows([str(c) for c in df.columns], len(df), cells, fh)
 

@@ -190,30 +190,26 @@ def arrow_type(kind: Any) -> "pa.DataType":
             "string": pa.string(), TS: pa.timestamp("ns", tz="UTC"), "boolean": pa.bool_()}[kind]
 
 
-def frame_from_arrow(table: "pa.Table", columns: Mapping[str, Any] | str) -> "pd.DataFrame":
-    """An engine table (Arrow) as a pandas frame with the contract's dtypes.
+def frame_from_arrow(table: "pa.Table", name: str) -> "pd.DataFrame":
+    """An engine table (Arrow) as a pandas frame with the dtypes of table ``name``'s contract.
 
-    ``columns`` is a table name or a spec (name -> dtype). Columns outside the contract keep
-    their natural dtype: integers are ``int64`` (``Int64`` when some are missing), text is
-    ``string``, dictionaries are ``category``, timestamps UTC.
+    Columns outside the contract keep their natural dtype: integers are ``int64``
+    (``Int64`` when some are missing), text is ``string``, dictionaries are ``category``,
+    timestamps UTC.
     """
     import pandas as pd
     import pyarrow as pa
 
-    spec_ = _SPECS[columns] if isinstance(columns, str) else columns
+    spec_ = _SPECS[name]
     out: dict[str, Any] = {}
     n = table.num_rows
     for name in table.column_names:
         col = table.column(name)
         kind = spec_.get(name)
         typ = col.type
-        if isinstance(kind, (Categories, pd.CategoricalDtype)) or pa.types.is_dictionary(typ):
-            cats = list(kind.categories if isinstance(kind, pd.CategoricalDtype) else kind) if kind is not None \
-                else None
+        if isinstance(kind, Categories) or pa.types.is_dictionary(typ):
             ser = pd.Series(col.to_pandas(), copy=False)
-            if cats is not None:
-                ser = ser.astype(pd.CategoricalDtype(cats, ordered=getattr(kind, "ordered", False)))
-            out[name] = ser
+            out[name] = ser.astype(_pandas_dtype(kind)) if kind is not None else ser
         elif pa.types.is_timestamp(typ):
             out[name] = pd.Series(col.to_pandas(), copy=False)
         elif pa.types.is_string(typ) or pa.types.is_large_string(typ):

@@ -679,7 +679,6 @@ class HttpSession:
         # whichever comes first.
         s: cython.Py_ssize_t = pos + side.scanned
         end: cython.Py_ssize_t = _section_end(buf, p, s, n)
-        j: cython.Py_ssize_t
         if end < 0:
             # Lines completed since the last call are judged now, as they would have been had
             # their bytes come one at a time: a line over the cap counts from its (cap + 1)th
@@ -687,20 +686,19 @@ class HttpSession:
             a: cython.Py_ssize_t = pos + side.line_off
             e: cython.Py_ssize_t = _find_lf(buf, p, a, n)
             t: cython.Py_ssize_t
+            judge: cython.bint = True
             while e >= 0:
-                if _line_len(p, a, e) > self.max_header_line:
+                if judge and _line_len(p, a, e) > self.max_header_line:
                     t = a + self.max_header_line + (2 if p[a + self.max_header_line] == 13 else 1)
                     if t <= pos + self.max_header_block - side.hdr_bytes:
                         self._damage(side, "header_line_too_large", frame)
                         side.skip_nl = True
                         side.resume = t
                         return -1
-                    break
+                    judge = False       # the block cap comes first (below)
                 a = e + 1
                 e = _find_lf(buf, p, a, n)
-            j = buf.rfind(b"\n", s, n)
-            if j >= 0:
-                side.line_off = j + 1 - pos
+            side.line_off = a - pos     # the line still open starts after the last LF
             if side.hdr_bytes + n - pos > self.max_header_block:
                 self._damage(side, "header_too_large", frame)
                 side.skip_nl = p[n - 1] != 10
