@@ -426,9 +426,13 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
         if name in ("client_ip", "server_ip"):
             addrs = rows.client_addr if name == "client_ip" else rows.server_addr
             cols[name] = pa.array([_ip(a) for a in ordered(addrs)], type=pa.string())
+            if release:
+                addrs.clear()
             continue
         if name in ("history", "sni"):
             cols[name] = pa.array(ordered(getattr(rows, name)), type=pa.string())
+            if release:
+                getattr(rows, name).clear()
             continue
         arr = ordered(_i64(rows.ints[name]))
         if name in _CODE_COLUMNS:
@@ -452,8 +456,18 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
                 cols["duration_s"] = _secs(arr - start)
         if release and name not in ("conn_id", "start"):
             del arr
-            rows.ints[name] = array("q")
+            _release(rows.ints[name])
     return _contract_order(cols, "connections")
+
+
+def _release(col: array) -> None:
+    """Free a row-store column now. Emptied in place: the store holds each column twice (by
+    name and by position), so replacing the dict entry freed nothing. A column that a table
+    still views (rows already in order: zero-copy) cannot be resized, and stays."""
+    try:
+        del col[:]
+    except BufferError:
+        pass
 
 
 Source = "str | os.PathLike | BinaryIO"

@@ -160,20 +160,26 @@ def write_table_json(table: pa.Table, fh: TextIO) -> None:
                 lambda i, n: [_json_cells(c) for c in table.slice(i, n).columns], fh)
 
 
+# Cells are converted ~128k at a time (a few dozen cells per kernel call would be slower,
+# ~10^6 would hold tens of MB of text) and rows joined and written 1k at a time: with
+# ~1 KB rows, a few MB of text is in memory however long the table (this was the peak of
+# `summary --json` on large captures at 4-8x these sizes).
+_BATCH_CELLS = 1 << 17
+_JOIN_ROWS = 1_024
+
+
 def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[pa.Array]], fh: TextIO) -> None:
     from sockscope._rows import join_rows
 
     keys = [(("{" if i == 0 else ",") + _jstr(c) + ":").encode("ascii") for i, c in enumerate(names)]
     fh.write("[\n")
-    # Cells are converted about half a million at a time (fewer, larger kernel calls), and
-    # rows joined and written 4k at a time: a few MB of text in memory however long the table.
     raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
-    step = max(4_096, (1 << 19) // max(1, len(names)) // 4_096 * 4_096)
+    step = max(_JOIN_ROWS, _BATCH_CELLS // max(1, len(names)) // _JOIN_ROWS * _JOIN_ROWS)
     for i in range(0, nrows, step):
         cols = cells(i, step)
         n = min(step, nrows - i)
-        for j in range(0, n, 4_096):
-            m = min(4_096, n - j)
+        for j in range(0, n, _JOIN_ROWS):
+            m = min(_JOIN_ROWS, n - j)
             text = join_rows(keys, [c.slice(j, m) for c in cols], m, i + j == 0)
             if raw is not None:
                 fh.flush()

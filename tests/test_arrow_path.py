@@ -132,3 +132,22 @@ def test_row_joiner_matches_the_plain_join(columns: list[list[str]], skip: int, 
         want = ",\n" + want
     got = join_rows([k.encode() for k in keys], cells, n - skip, first)
     assert got == want.encode("ascii")
+
+
+def test_summary_order_without_a_second_copy_of_the_table() -> None:
+    from types import SimpleNamespace
+
+    from sockscope.cli import _by_start
+
+    ts = pa.timestamp("ns", tz="UTC")
+    table = pa.table({"conn_id": pa.array([0, 1, 2, 3], pa.int64()),
+                      "start": pa.array([30, 10, 10, 20], ts),
+                      "client_ip": pa.array(["a", "b", None, "d"])})
+    res = SimpleNamespace(connections=table)
+    out = _by_start(res)
+    assert res.connections is None      # the result gives its table up
+    assert out.column("conn_id").to_pylist() == [1, 2, 3, 0]   # by start, ties by conn_id
+    assert out.column("client_ip").to_pylist() == ["b", None, "d", "a"]
+    assert out.schema == table.schema
+    in_order = table.take([1, 2, 3, 0])
+    assert _by_start(SimpleNamespace(connections=in_order)) is in_order    # no copy at all
