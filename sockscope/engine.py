@@ -134,6 +134,33 @@ def _int64s(vals: tuple) -> array:
     return out
 
 
+# Distinct texts kept per request column before new ones are stored without a lookup entry
+# (a flood of unique URIs must not grow the index beyond this).
+_TEXT_INDEX_CAP = 1 << 18
+
+
+def _text_codes(vals: tuple, index: dict, texts: list) -> array:
+    """Texts (None for missing) -> int32 positions in ``texts`` (-1 for missing); new texts
+    are appended, each distinct one once while ``index`` has room."""
+    n: cython.Py_ssize_t = len(vals)
+    out = array("i", bytes(4 * n))
+    mv: cython.int[:] = out
+    j: cython.Py_ssize_t
+    for j in range(n):
+        v = vals[j]
+        if v is None:
+            mv[j] = -1
+            continue
+        c = index.get(v)
+        if c is None:
+            c = len(texts)
+            texts.append(v)
+            if len(index) < _TEXT_INDEX_CAP:
+                index[v] = c
+        mv[j] = c
+    return out
+
+
 class _Columns:
     """Append-only column store: int64 arrays with a NA sentinel, interned strings."""
 
@@ -214,6 +241,8 @@ class EngineResult:
 _BATCH = 4096
 
 _CLOSE_EVENTS = ("client_fin", "server_fin", "client_rst", "server_rst")
+_OUTCOME_CODE = {o: i for i, o in enumerate(schema.OUTCOMES)}
+_ENDED_CODE = {e: i for i, e in enumerate(schema.ENDED_BY)}
 
 _EX_ATTRS = (
     "index", "method", "uri", "host", "user_agent", "version", "status", "reason", "info_code",
@@ -233,17 +262,19 @@ class _Sink:
         # positions of the stored attributes in Exchange.as_tuple()
         self._pos = [EXCHANGE_FIELDS.index(a) for a in _EX_ATTRS]
         self._kinds = [_REQ_FIELDS.get(a[:-3] if a.endswith("_ns") else a, "s") for a in _EX_ATTRS]
-        # Exchanges become columns as soon as their connection retires: int64 arrays and
-        # interned strings, so memory per request is a few hundred bytes.
-        self.req_cols: list[Any] = [array("q") if k in "it" else [] for k in self._kinds]
-        self._intern: dict[str, str] = {}
+        # Exchanges become columns soon after their connection retires: int64 arrays, and
+        # for texts int32 codes into a list of the distinct texts (methods, hosts, agents
+        # repeat: one copy each; the table takes them back with one C++ `take`).
+        self.req_cols: list[Any] = [array("q") if k in "it" else array("i") for k in self._kinds]
+        self._text_index: list[dict[str, int]] = [{} for _ in self._kinds]
+        self._texts: list[list[str]] = [[] for _ in self._kinds]
         self.ex_conn = array("q")
         # Exchanges become columns a few thousand at a time: per connection (5 requests on
         # average) the per-column extend calls cost more than the values they copy.
         self._batch: list = []
         self._batch_conn: list[int] = []
-        self.ex_outcome: list[str] = []
-        self.ex_ended: list[str | None] = []
+        self.ex_outcome = array("b")       # positions in schema.OUTCOMES
+        self.ex_ended = array("b")         # positions in schema.ENDED_BY, -1: none
         self.gaps = _Columns(_GAP_FIELDS)
         self.violations: dict[str, list[int]] = {}
         self.violation_counts: dict[str, int] = {}
@@ -253,8 +284,8 @@ class _Sink:
         n_req = unanswered = 0
         req_spans: list[tuple[int, int | None]] = []
         events = None       # the closes in time order, sorted only if a request was cut off
-        outcomes: list[str] = []
-        ended_by: list[str | None] = []
+        outcomes: list[int] = []
+        ended_by: list[int] = []
         for ex in exchanges:
             if ex.no_request:
                 outcome = "no_request"
@@ -278,8 +309,8 @@ class _Sink:
                     events = sorted((ts, 0 if "rst" in name else 1, name)
                                     for ts, name in zip(closes, _CLOSE_EVENTS) if ts is not None)
                 ended = next((name for ts, _, name in events if after is None or ts >= after), "capture_end")
-            outcomes.append(outcome)
-            ended_by.append(ended)
+            outcomes.append(_OUTCOME_CODE[outcome])
+            ended_by.append(-1 if ended is None else _ENDED_CODE[ended])
         if self.keep_requests and exchanges:
             self._batch.extend(exchanges)
             self._batch_conn.extend([conn_id] * len(exchanges))
@@ -319,24 +350,11 @@ class _Sink:
         if not self._batch:
             return
         fields = list(zip(*map(Exchange.as_tuple, self._batch)))
-        seen: dict = self._intern
-        for col, kind, i in zip(self.req_cols, self._kinds, self._pos):
-            vals = fields[i]
-            if kind != "s":
-                col.extend(_int64s(vals))
-                continue
-            # one copy of each repeated text (methods, hosts, user agents, content types)
-            out = []
-            for v in vals:
-                if v is not None and len(v) <= 256:
-                    w = seen.get(v)
-                    if w is None:
-                        if len(seen) < 262_144:     # a bounded table: unique texts stay unique
-                            seen[v] = v
-                    else:
-                        v = w
-                out.append(v)
-            col.extend(out)
+        for k, (col, kind, i) in enumerate(zip(self.req_cols, self._kinds, self._pos)):
+            if kind == "s":
+                col.extend(_text_codes(fields[i], self._text_index[k], self._texts[k]))
+            else:
+                col.extend(_int64s(fields[i]))
         self.ex_conn.extend(array("q", self._batch_conn))
         self._batch = []
         self._batch_conn = []
@@ -352,18 +370,22 @@ class _Sink:
         index = _i64(self.req_cols[_EX_ATTRS.index("index")])
         # connections retire out of id order; a stable sort puts each one's exchanges together
         order = _row_order(conn, index)
-        picks = None if order is None else order.tolist()
         cols: dict[str, Any] = {"conn_id": pa.array(conn if order is None else conn[order], type=pa.int64())}
         self.ex_conn = array("q")
         kept: dict[str, np.ndarray] = {}
         for k, (attr, kind) in enumerate(zip(_EX_ATTRS, self._kinds)):
             name = attr[:-3] if attr.endswith("_ns") else attr
             vals = self.req_cols[k]
-            self.req_cols[k] = [] if kind == "s" else array("q")
+            self.req_cols[k] = array("i") if kind == "s" else array("q")
             if kind == "s":
-                # reorder the references, not the text: one Arrow copy per column
-                cols[name] = pa.array(vals if picks is None else [vals[i] for i in picks], type=pa.string())
-                del vals
+                codes = np.frombuffer(vals, dtype=np.int32) if len(vals) else np.zeros(0, dtype=np.int32)
+                if order is not None:
+                    codes = codes[order]
+                texts = pa.array(self._texts[k], type=pa.string())
+                self._texts[k], self._text_index[k] = [], {}
+                cols[name] = texts.take(pa.array(codes, mask=codes < 0)) if len(codes) \
+                    else pa.array([], type=pa.string())
+                del vals, codes, texts
                 continue
             v = _i64(vals) if order is None else _i64(vals)[order]
             del vals
@@ -374,11 +396,13 @@ class _Sink:
             cols[name] = _arrow_ints(v, kind)
         start, end = kept["response_start"], kept["request_end"]
         cols["ttfb_s"] = _secs(start - end, (start == NA) | (end == NA))
-        outcome = self.ex_outcome if picks is None else [self.ex_outcome[i] for i in picks]
-        ended = self.ex_ended if picks is None else [self.ex_ended[i] for i in picks]
-        self.ex_outcome, self.ex_ended = [], []
-        cols["outcome"] = _categories(outcome, schema.OUTCOMES)
-        cols["ended_by"] = _categories(ended, schema.ENDED_BY)
+        for name, codes, cats in (("outcome", self.ex_outcome, schema.OUTCOMES),
+                                  ("ended_by", self.ex_ended, schema.ENDED_BY)):
+            idx = np.frombuffer(codes, dtype=np.int8) if len(codes) else np.zeros(0, dtype=np.int8)
+            idx = idx if order is None else idx[order]
+            cols[name] = pa.DictionaryArray.from_arrays(pa.array(idx, mask=idx < 0),
+                                                        pa.array(cats, type=pa.string()))
+        self.ex_outcome, self.ex_ended = array("b"), array("b")
         return _contract_order(cols, "requests")
 
     def gaps_table(self) -> pa.Table:

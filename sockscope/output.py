@@ -57,61 +57,36 @@ def use_system_allocator() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
-# Text that can go between JSON quotes as it is: printable ASCII without quote or backslash.
-_NEEDS_ESCAPE = r'[^\x20-\x21\x23-\x5b\x5d-\x7e]'
-
-
 def _json_cells(arr: "pa.Array | pa.ChunkedArray") -> pa.Array:
-    """The JSON text of every cell of one Arrow column, as a string array with no nulls.
-
-    Every conversion runs column-wise in Arrow's C++ kernels; only strings that need JSON
-    escaping (control characters, quotes, backslashes, non-ASCII) go through Python's C
-    escaper one by one.
-    """
+    """JSON text of every cell of a column the row renderer has no fast path for
+    (timestamps in units other than ns, uint64, nested values), as a string array."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     typ = arr.type
     if pa.types.is_timestamp(typ):
-        # Arrow's cast of a zone-less timestamp is 10x faster than strftime and prints
-        # "YYYY-MM-DD HH:MM:SS.nnnnnnnnn"; the engine's values are UTC.
+        # Arrow's cast of a zone-less timestamp prints "YYYY-MM-DD HH:MM:SS.fff" with the
+        # unit's digits; the values are UTC
         iso = pc.cast(arr.cast(pa.timestamp(typ.unit)), pa.string())
         iso = pc.replace_substring(iso, " ", "T", max_replacements=1)
         txt = pc.binary_join_element_wise('"', iso, 'Z"', "")
-    elif pa.types.is_dictionary(typ):
-        cats = pa.array([_jstr(str(c)) for c in arr.dictionary.to_pylist()], type=pa.string())
-        txt = cats.take(arr.indices)
-    elif pa.types.is_boolean(typ):
-        txt = pc.if_else(arr, "true", "false")
     elif pa.types.is_integer(typ):
         txt = pc.cast(arr, pa.string())
-    elif pa.types.is_floating(typ):
-        vals = arr.cast(pa.float64())
-        # NaN and infinities are not JSON numbers: they are missing values here
-        vals = pc.if_else(pc.is_finite(vals), vals, pa.scalar(None, pa.float64()))
-        txt = pc.cast(vals, pa.string())       # shortest text that reads back as the same double
-        # ... which for whole numbers is "5": keep it a float to typed readers ("5.0")
-        txt = pc.if_else(pc.match_substring_regex(txt, "[.eE]"), txt,
-                         pc.binary_join_element_wise(txt, ".0", ""))
-    elif pa.types.is_binary(typ):
-        txt = arr.cast(pa.string())     # JSON text already (see _arrow_column)
-    elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
-        raw = arr.cast(pa.string())
-        txt = pc.binary_join_element_wise('"', raw, '"', "")
-        special = pc.fill_null(pc.match_substring_regex(raw, _NEEDS_ESCAPE), False)
-        if pc.any(special).as_py():
-            idx = np.flatnonzero(special.to_numpy(zero_copy_only=False))
-            fixed = txt.to_pylist()
-            for i, v in zip(idx.tolist(), raw.take(pa.array(idx)).to_pylist()):
-                fixed[i] = _jstr(v)
-            txt = pa.array(fixed, type=pa.string())
     else:
         txt = pa.array([None if v is None else json.dumps(_cell(v), ensure_ascii=True)
                         for v in arr.to_pylist()], type=pa.string())
     return pc.fill_null(txt, "null")
 
 
+def _prepared(arr: "pa.Array | pa.ChunkedArray") -> tuple:
+    """A column ready for the compiled row renderer (rendered here when it has no fast path)."""
+    from sockscope._rows import prepare
+
+    prep = prepare(arr)
+    return prep if prep is not None else prepare(_json_cells(arr).cast(pa.binary()))
+
+
 def _arrow_column(col: "pd.Series") -> pa.Array:
-    """A pandas column as the Arrow array whose JSON cells :func:`_json_cells` writes."""
+    """A pandas column as the Arrow array the JSON row renderer writes."""
     import pandas as pd
 
     dt = col.dtype
@@ -132,7 +107,7 @@ def _arrow_column(col: "pd.Series") -> pa.Array:
     if isinstance(dt, pd.StringDtype) or col.map(lambda v: v is None or isinstance(v, str)).all():
         return pa.array(col, type=pa.string(), from_pandas=True)
     # anything else (numbers of mixed types, timestamps as objects): one JSON text per cell,
-    # as binary, which _json_cells takes as rendered already
+    # as binary, which the row renderer copies as it is
     return pa.array([None if v is None or v is pd.NA or v is pd.NaT else json.dumps(_cell(v), ensure_ascii=True)
                      for v in col.tolist()], type=pa.binary())
 
@@ -149,7 +124,7 @@ def write_json(df: "pd.DataFrame", fh: TextIO) -> None:
 
     def cells(i: int, n: int) -> list[pa.Array]:
         part = df.iloc[i:i + n]
-        return [_json_cells(_arrow_column(part[c])) for c in df.columns]
+        return [_arrow_column(part[c]) for c in df.columns]
 
     _write_rows([str(c) for c in df.columns], len(df), cells, fh)
 
@@ -157,7 +132,7 @@ def write_json(df: "pd.DataFrame", fh: TextIO) -> None:
 def write_table_json(table: pa.Table, fh: TextIO) -> None:
     """:func:`write_json` for an Arrow table (the engine's tables): the same text, no pandas."""
     _write_rows(table.column_names, table.num_rows,
-                lambda i, n: [_json_cells(c) for c in table.slice(i, n).columns], fh)
+                lambda i, n: table.slice(i, n).columns, fh)
 
 
 # Cells are converted ~128k at a time (a few dozen cells per kernel call would be slower,
@@ -169,18 +144,17 @@ _JOIN_ROWS = 1_024
 
 
 def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[pa.Array]], fh: TextIO) -> None:
-    from sockscope._rows import join_rows
+    from sockscope._rows import render_rows
 
     keys = [(("{" if i == 0 else ",") + _jstr(c) + ":").encode("ascii") for i, c in enumerate(names)]
     fh.write("[\n")
     raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
     step = max(_JOIN_ROWS, _BATCH_CELLS // max(1, len(names)) // _JOIN_ROWS * _JOIN_ROWS)
     for i in range(0, nrows, step):
-        cols = cells(i, step)
+        cols = [_prepared(c) for c in cells(i, step)]
         n = min(step, nrows - i)
         for j in range(0, n, _JOIN_ROWS):
-            m = min(_JOIN_ROWS, n - j)
-            text = join_rows(keys, [c.slice(j, m) for c in cols], m, i + j == 0)
+            text = render_rows(keys, cols, j, min(_JOIN_ROWS, n - j), i + j == 0)
             if raw is not None:
                 fh.flush()
                 raw.write(text)

@@ -115,22 +115,62 @@ def test_frames_from_empty_tables_keep_the_contract_dtypes() -> None:
     assert isinstance(res.connections, pa.Table)
 
 
-@given(st.lists(st.lists(st.text(max_size=6), min_size=0, max_size=7), min_size=1, max_size=5),
-       st.integers(0, 3), st.booleans())
-@settings(max_examples=200, deadline=None)
-def test_row_joiner_matches_the_plain_join(columns: list[list[str]], skip: int, first: bool) -> None:
-    from sockscope._rows import join_rows
+def _reference_cell(v: object, typ: pa.DataType) -> str:
+    """What the row renderer must write for one cell, by plain Python means."""
+    import math
 
-    n = min(len(c) for c in columns)
+    import numpy as np
+
+    if v is None:
+        return "null"
+    if pa.types.is_timestamp(typ):
+        return '"' + str(np.datetime64(v, "ns")) + 'Z"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else "null"
+    if isinstance(v, bytes):
+        return v.decode("ascii")
+    return json.dumps(v, ensure_ascii=True)
+
+
+_CELLS = st.one_of(
+    st.tuples(st.just(pa.int64()), st.lists(st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)), max_size=8)),
+    st.tuples(st.just(pa.int32()), st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), max_size=8)),
+    st.tuples(st.just(pa.float64()), st.lists(st.one_of(
+        st.none(), st.floats(), st.integers(-2**53, 2**53).map(lambda ns: ns / 1e9)), max_size=8)),
+    st.tuples(st.just(pa.timestamp("ns", tz="UTC")),
+              st.lists(st.one_of(st.none(), st.integers(-2**63 + 1, 2**63 - 1)), max_size=8)),
+    st.tuples(st.just(pa.bool_()), st.lists(st.one_of(st.none(), st.booleans()), max_size=8)),
+    st.tuples(st.just(pa.string()), st.lists(st.one_of(st.none(), st.text(max_size=6)), max_size=8)),
+    st.tuples(st.just(pa.dictionary(pa.int8(), pa.string())),
+              st.lists(st.one_of(st.none(), st.sampled_from(["FIN", "RST", 'a"b', "é"])), max_size=8)),
+    st.tuples(st.just(pa.binary()), st.lists(st.one_of(st.none(), st.sampled_from([b"[1,2]", b'{"a":1}'])),
+                                             max_size=8)),
+)
+
+
+@given(st.lists(_CELLS, min_size=1, max_size=5), st.integers(0, 3), st.integers(0, 3), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_row_renderer_writes_what_python_would(columns: list, skip: int, start: int, first: bool) -> None:
+    """Every cell type the renderer formats itself (ints, ns timestamps, floats, bools,
+    texts with escapes, categories, pre-rendered JSON) against json.dumps / repr / numpy,
+    on sliced arrays (the renderer must honour Arrow's offsets) from a start row."""
+    from sockscope._rows import render_rows
+
+    from sockscope.output import _prepared
+
+    n = min(len(vals) for _, vals in columns)
     skip = min(skip, n)
-    texts = [[s.encode("unicode_escape").decode("ascii") for s in c[:n]] for c in columns]
-    keys = [("{" if i == 0 else ",") + f'"k{i}":' for i in range(len(texts))]
-    # sliced arrays: the joiner must honour the slice offset into Arrow's buffers
-    cells = [pa.array(c, type=pa.string()).slice(skip) for c in texts]
-    want = ",\n".join("".join(k + c[i] for k, c in zip(keys, texts)) + "}" for i in range(skip, n))
-    if not first and n - skip:
+    start = min(start, n - skip)
+    arrays = [pa.array(vals[:n], type=typ).slice(skip) for typ, vals in columns]
+    keys = [("{" if i == 0 else ",") + f'"k{i}":' for i in range(len(columns))]
+    rows = range(start, n - skip)
+    want = ",\n".join("".join(k + _reference_cell(vals[skip + i], typ) for k, (typ, vals) in zip(keys, columns))
+                       + "}" for i in rows)
+    if not first and len(rows):
         want = ",\n" + want
-    got = join_rows([k.encode() for k in keys], cells, n - skip, first)
+    got = render_rows([k.encode() for k in keys], [_prepared(a) for a in arrays], start, len(rows), first)
     assert got == want.encode("ascii")
 
 

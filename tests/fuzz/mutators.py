@@ -819,7 +819,9 @@ def _core_with(e: dict[str, Any], data: bytes) -> dict[str, Any]:
     n = rows.n
     ids = list(rows.ints["conn_id"])
     addrs = [e["_ip"](a) for a in rows.client_addr] + [e["_ip"](a) for a in rows.server_addr]
-    ex = [o for o in sink.ex_outcome if o != "no_request"]
+    from sockscope.schema import OUTCOMES      # the sink keeps outcomes as positions in it
+
+    ex = [OUTCOMES[o] for o in sink.ex_outcome if OUTCOMES[o] != "no_request"]
     out: dict[str, Any] = {
         "outcome": "ok", "tier": "core",
         "packets": facts.get("packets", 0), "tcp_packets": tracker.tcp_packets,
