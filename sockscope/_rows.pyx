@@ -15,7 +15,8 @@ JSON text, see ``sockscope.output``).
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+                          uintptr_t)
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 from libc.math cimport fabs, isfinite, llround, signbit
@@ -45,6 +46,8 @@ cdef enum:
 
 cdef struct Col:
     int kind
+    int width               # bytes per value (K_INT: 1, 2, 4 or 8; K_DICT codes likewise)
+    bint signed
     const uint8_t* valid    # validity bits (NULL: no missing cells)
     Py_ssize_t voff         # bit offset of row 0 in ``valid`` (and in bool ``vals``)
     const uint8_t* vals     # fixed-width values of row 0, or the bool bits
@@ -67,6 +70,8 @@ def prepare(arr):
     """An Arrow array -> (kind, arrays to keep alive), for :func:`render_rows`.
 
     Returns None for a type without a fast path (the caller renders those cells itself).
+    Common types are used as they are (no cast: Arrow's cast would load pyarrow.compute,
+    a tenth of a second of start-up for the JSON commands).
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -76,21 +81,90 @@ def prepare(arr):
     if pa.types.is_timestamp(t):
         return (K_TS, (arr.view(pa.int64()),)) if t.unit == "ns" else None
     if pa.types.is_integer(t):
-        if pa.types.is_uint64(t):
-            return None     # may not fit int64
-        return K_INT, (arr.cast(pa.int64()),)
+        return None if pa.types.is_uint64(t) else (K_INT, (arr,))      # uint64 may not fit int64
+    if pa.types.is_float64(t):
+        return K_FLOAT, (arr,)
     if pa.types.is_floating(t):
         return K_FLOAT, (arr.cast(pa.float64()),)
     if pa.types.is_boolean(t):
         return K_BOOL, (arr,)
     if pa.types.is_dictionary(t):
+        if not pa.types.is_integer(t.index_type) or pa.types.is_uint64(t.index_type):
+            return None
         cats = pa.array([_jstr(str(c)) for c in arr.dictionary.to_pylist()], type=pa.string())
-        return K_DICT, (arr.indices.cast(pa.int32()), cats)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return K_DICT, (arr.indices, cats)
+    if pa.types.is_string(t):
+        return K_STR, (arr,)
+    if pa.types.is_large_string(t):
         return K_STR, (arr.cast(pa.string()),)
     if pa.types.is_binary(t):
         return K_RAW, (arr,)
     return None
+
+
+cdef inline int64_t _int_at(const Col* c, Py_ssize_t i) noexcept nogil:
+    """Value i of a K_INT column, or code i of a K_DICT column, whatever its width."""
+    # one branch per type: a conditional mixing int32 and uint32 would be unsigned in C
+    if c.width == 8:
+        return (<const int64_t*>c.vals)[i]
+    if c.width == 4:
+        if c.signed:
+            return <int64_t>(<const int32_t*>c.vals)[i]
+        return <int64_t>(<const uint32_t*>c.vals)[i]
+    if c.width == 2:
+        if c.signed:
+            return <int64_t>(<const int16_t*>c.vals)[i]
+        return <int64_t>(<const uint16_t*>c.vals)[i]
+    if c.signed:
+        return <int64_t>(<const int8_t*>c.vals)[i]
+    return <int64_t>c.vals[i]
+
+
+def gather_texts(texts, codes):
+    """A string array whose row i is ``texts[codes[i]]`` (missing where the code is < 0).
+
+    ``texts``: a string array; ``codes``: an int32 numpy array. What ``texts.take(codes)``
+    does, without loading pyarrow.compute.
+    """
+    import numpy as np
+
+    cdef const int32_t[:] cv = np.ascontiguousarray(codes, dtype=np.int32)
+    cdef Py_ssize_t n = cv.shape[0], i, total = 0, pos = 0, a, b, ntexts = len(texts)
+    cdef Py_ssize_t toff = texts.offset
+    cdef int32_t c
+    if texts.null_count or not pa.types.is_string(texts.type):
+        raise ValueError("texts must be a string array without missing values")
+    tb = texts.buffers()
+    cdef const int32_t* to = (<const int32_t*>_addr(tb[1])) + toff
+    cdef const char* td = <const char*>_addr(tb[2])
+    for i in range(n):
+        c = cv[i]
+        if c >= ntexts:
+            raise IndexError("code out of range")
+        if c >= 0:
+            total += to[c + 1] - to[c]
+    if total >= 2 ** 31:
+        raise OverflowError("more than 2 GiB of text in one column")
+    offsets = np.empty(n + 1, dtype=np.int32)
+    valid = np.empty(n, dtype=np.bool_)
+    data = np.empty(max(total, 1), dtype=np.uint8)
+    cdef int32_t[:] ov = offsets
+    cdef uintptr_t daddr = data.ctypes.data
+    cdef char* dv = <char*>daddr
+    ov[0] = 0
+    for i in range(n):
+        c = cv[i]
+        if c >= 0:
+            a = to[c]
+            b = to[c + 1]
+            memcpy(dv + pos, td + a, b - a)
+            pos += b - a
+        ov[i + 1] = <int32_t>pos
+    valid[:] = np.asarray(cv) >= 0
+    nulls = n - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                 null_count=nulls)
 
 
 cdef inline bint _missing(const Col* c, Py_ssize_t i) noexcept nogil:
@@ -351,14 +425,17 @@ def render_rows(list keys, list cols, Py_ssize_t start, Py_ssize_t nrows, bint f
             off = arr.offset
             col.valid = _addr(bufs[0]) if arr.null_count else NULL
             col.voff = off + start
+            if kind == K_INT or kind == K_DICT:
+                col.width = arr.type.bit_width // 8
+                col.signed = pa.types.is_signed_integer(arr.type)
             if kind == K_INT or kind == K_TS or kind == K_FLOAT:
-                col.vals = _addr(bufs[1]) + 8 * (off + start)
+                col.vals = _addr(bufs[1]) + (col.width if kind == K_INT else 8) * (off + start)
                 est += 32 * nrows
             elif kind == K_BOOL:
                 col.vals = _addr(bufs[1])
                 est += 5 * nrows
             elif kind == K_DICT:
-                col.vals = _addr(bufs[1]) + 4 * (off + start)
+                col.vals = _addr(bufs[1]) + col.width * (off + start)
                 cats = arrs[1]
                 cb = cats.buffers()
                 coff = cats.offset
@@ -392,7 +469,7 @@ def render_rows(list keys, list cols, Py_ssize_t start, Py_ssize_t nrows, bint f
                     out.pos += 4
                     continue
                 if col.kind == K_INT:
-                    out.pos += _put_int(p, (<const int64_t*>col.vals)[i])
+                    out.pos += _put_int(p, _int_at(col, i))
                 elif col.kind == K_TS:
                     out.pos += _put_ts(p, (<const int64_t*>col.vals)[i])
                 elif col.kind == K_FLOAT:
@@ -423,7 +500,7 @@ def render_rows(list keys, list cols, Py_ssize_t start, Py_ssize_t nrows, bint f
                         memcpy(p, b"false", 5)
                         out.pos += 5
                 elif col.kind == K_DICT:
-                    code = (<const int32_t*>col.vals)[i]
+                    code = _int_at(col, i)
                     a = col.offs[code]
                     n = col.offs[code + 1] - a
                     p = out.room(n)

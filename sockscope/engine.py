@@ -34,6 +34,7 @@ except ImportError:  # running the plain .py without Cython: the annotations are
         Py_ssize_t = longlong = object
 
 from sockscope import schema
+from sockscope._rows import gather_texts
 from sockscope.capture import open_source
 from sockscope.http import EXCHANGE_FIELDS, Exchange, HttpSession, detect
 from sockscope.tcp._tracker import (GAP_ENDED_BY, PROTOCOL_CODES, STATE_CODES, _STATE_NAMES, RowStore,
@@ -383,8 +384,7 @@ class _Sink:
                     codes = codes[order]
                 texts = pa.array(self._texts[k], type=pa.string())
                 self._texts[k], self._text_index[k] = [], {}
-                cols[name] = texts.take(pa.array(codes, mask=codes < 0)) if len(codes) \
-                    else pa.array([], type=pa.string())
+                cols[name] = gather_texts(texts, codes)
                 del vals, codes, texts
                 continue
             v = _i64(vals) if order is None else _i64(vals)[order]

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 if TYPE_CHECKING:       # pandas is imported where a frame is handled: JSON of the engine's
     import pandas as pd  # Arrow tables (write_table_json) runs without it
@@ -60,6 +59,8 @@ def use_system_allocator() -> None:
 def _json_cells(arr: "pa.Array | pa.ChunkedArray") -> pa.Array:
     """JSON text of every cell of a column the row renderer has no fast path for
     (timestamps in units other than ns, uint64, nested values), as a string array."""
+    import pyarrow.compute as pc    # only for these rare columns: its import costs 0.1 s
+
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     typ = arr.type

@@ -137,6 +137,10 @@ def _reference_cell(v: object, typ: pa.DataType) -> str:
 _CELLS = st.one_of(
     st.tuples(st.just(pa.int64()), st.lists(st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)), max_size=8)),
     st.tuples(st.just(pa.int32()), st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), max_size=8)),
+    st.tuples(st.just(pa.int8()), st.lists(st.one_of(st.none(), st.integers(-2**7, 2**7 - 1)), max_size=8)),
+    st.tuples(st.just(pa.uint16()), st.lists(st.one_of(st.none(), st.integers(0, 2**16 - 1)), max_size=8)),
+    st.tuples(st.just(pa.uint32()), st.lists(st.one_of(st.none(), st.integers(0, 2**32 - 1)), max_size=8)),
+    st.tuples(st.just(pa.uint64()), st.lists(st.one_of(st.none(), st.integers(0, 2**64 - 1)), max_size=8)),
     st.tuples(st.just(pa.float64()), st.lists(st.one_of(
         st.none(), st.floats(), st.integers(-2**53, 2**53).map(lambda ns: ns / 1e9)), max_size=8)),
     st.tuples(st.just(pa.timestamp("ns", tz="UTC")),
@@ -172,6 +176,22 @@ def test_row_renderer_writes_what_python_would(columns: list, skip: int, start: 
         want = ",\n" + want
     got = render_rows([k.encode() for k in keys], [_prepared(a) for a in arrays], start, len(rows), first)
     assert got == want.encode("ascii")
+
+
+@given(st.lists(st.text(max_size=5), min_size=1, max_size=6), st.lists(st.integers(-3, 5), max_size=12),
+       st.integers(0, 2))
+@settings(max_examples=200, deadline=None)
+def test_gathered_texts_are_the_texts_at_the_codes(texts: list[str], codes: list[int], skip: int) -> None:
+    import numpy as np
+
+    from sockscope._rows import gather_texts
+
+    skip = min(skip, len(texts) - 1)
+    arr = pa.array(texts, type=pa.string()).slice(skip)     # offsets into a shared buffer
+    codes = [c if c < len(arr) else -1 for c in codes]
+    got = gather_texts(arr, np.array(codes, dtype=np.int32))
+    assert got.to_pylist() == [None if c < 0 else texts[skip + c] for c in codes]
+    got.validate(full=True)
 
 
 def test_summary_order_without_a_second_copy_of_the_table() -> None:
