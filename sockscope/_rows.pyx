@@ -13,6 +13,8 @@ JSON text, see ``sockscope.output``).
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.buffer cimport PyBUF_READ
+from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.mem cimport PyMem_Free
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
@@ -384,150 +386,171 @@ def render_rows(list keys, list cols, Py_ssize_t start, Py_ssize_t nrows, bint f
     ``keys`` are bytes (each key's text with its leading "{" or "," and trailing ":");
     ``cols`` are :func:`prepare` results, as long as the table.
     """
-    cdef Py_ssize_t ncols = len(cols)
-    cdef Py_ssize_t c, i, a, b, n, est, off, coff
-    cdef Col* C
-    cdef Col* col
-    cdef char* p
-    cdef char* rep
-    cdef int64_t code
-    cdef double f
-    cdef bint bit
-    if len(keys) != ncols:
-        raise ValueError("one key per column")
-    if nrows <= 0:
-        return b""
-    held = []
-    C = <Col*>malloc(ncols * sizeof(Col))
-    if C == NULL:
-        raise MemoryError()
-    memset(C, 0, ncols * sizeof(Col))
-    try:
-        est = 3 * nrows
-        for c in range(ncols):
-            kind, arrs = cols[c]
-            key = keys[c]
-            if not isinstance(key, bytes):
-                raise TypeError("keys must be bytes")
-            held.append((arrs, key))
-            col = &C[c]
-            col.kind = kind
-            col.key = key
-            col.klen = len(<bytes>key)
-            est += col.klen * nrows
-            arr = arrs[0]
-            if len(arr) < start + nrows:
-                raise ValueError("a column is shorter than the rows asked for")
-            if kind == K_NULL:
-                est += 4 * nrows
-                continue
-            bufs = arr.buffers()
-            off = arr.offset
-            col.valid = _addr(bufs[0]) if arr.null_count else NULL
-            col.voff = off + start
-            if kind == K_INT or kind == K_DICT:
-                col.width = arr.type.bit_width // 8
-                col.signed = pa.types.is_signed_integer(arr.type)
-            if kind == K_INT or kind == K_TS or kind == K_FLOAT:
-                col.vals = _addr(bufs[1]) + (col.width if kind == K_INT else 8) * (off + start)
-                est += 32 * nrows
-            elif kind == K_BOOL:
-                col.vals = _addr(bufs[1])
-                est += 5 * nrows
-            elif kind == K_DICT:
-                col.vals = _addr(bufs[1]) + col.width * (off + start)
-                cats = arrs[1]
-                cb = cats.buffers()
-                coff = cats.offset
-                col.offs = (<const int32_t*>_addr(cb[1])) + coff
-                col.data = <const char*>_addr(cb[2])
-                est += 16 * nrows
-            else:       # K_STR, K_RAW
-                col.offs = (<const int32_t*>_addr(bufs[1])) + off + start
-                col.data = <const char*>_addr(bufs[2])
-                est += (col.offs[nrows] - col.offs[0]) + 2 * nrows
-        out = _Out(est)
-        if not first:
-            p = out.room(2)
-            p[0] = 44
-            p[1] = 10
-            out.pos += 2
-        for i in range(nrows):
-            if i:
+    writer = RowWriter()    # the view below points into its buffer: keep it alive for the copy
+    return bytes(writer.render(keys, cols, start, nrows, first))
+
+
+cdef class RowWriter:
+    """:func:`render_rows` into one buffer reused from call to call: a long table is
+    written in batches without allocating (and page-faulting) a fresh MB per batch."""
+
+    cdef _Out out
+
+    def __cinit__(self):
+        self.out = _Out(1 << 16)
+
+    def render(self, list keys, list cols, Py_ssize_t start, Py_ssize_t nrows, bint first):
+        """The rows' text as a memoryview of the writer's buffer, valid until the next call."""
+        return self._render(keys, cols, start, nrows, first)
+
+    cdef object _render(self, list keys, list cols, Py_ssize_t start, Py_ssize_t nrows, bint first):
+        cdef _Out out
+        cdef Py_ssize_t ncols = len(cols)
+        cdef Py_ssize_t c, i, a, b, n, est, off, coff
+        cdef Col* C
+        cdef Col* col
+        cdef char* p
+        cdef char* rep
+        cdef int64_t code
+        cdef double f
+        cdef bint bit
+        if len(keys) != ncols:
+            raise ValueError("one key per column")
+        if nrows <= 0:
+            return memoryview(b"")
+        held = []
+        C = <Col*>malloc(ncols * sizeof(Col))
+        if C == NULL:
+            raise MemoryError()
+        memset(C, 0, ncols * sizeof(Col))
+        try:
+            est = 3 * nrows
+            for c in range(ncols):
+                kind, arrs = cols[c]
+                key = keys[c]
+                if not isinstance(key, bytes):
+                    raise TypeError("keys must be bytes")
+                held.append((arrs, key))
+                col = &C[c]
+                col.kind = kind
+                col.key = key
+                col.klen = len(<bytes>key)
+                est += col.klen * nrows
+                arr = arrs[0]
+                if len(arr) < start + nrows:
+                    raise ValueError("a column is shorter than the rows asked for")
+                if kind == K_NULL:
+                    est += 4 * nrows
+                    continue
+                bufs = arr.buffers()
+                off = arr.offset
+                col.valid = _addr(bufs[0]) if arr.null_count else NULL
+                col.voff = off + start
+                if kind == K_INT or kind == K_DICT:
+                    col.width = arr.type.bit_width // 8
+                    col.signed = pa.types.is_signed_integer(arr.type)
+                if kind == K_INT or kind == K_TS or kind == K_FLOAT:
+                    col.vals = _addr(bufs[1]) + (col.width if kind == K_INT else 8) * (off + start)
+                    est += 32 * nrows
+                elif kind == K_BOOL:
+                    col.vals = _addr(bufs[1])
+                    est += 5 * nrows
+                elif kind == K_DICT:
+                    col.vals = _addr(bufs[1]) + col.width * (off + start)
+                    cats = arrs[1]
+                    cb = cats.buffers()
+                    coff = cats.offset
+                    col.offs = (<const int32_t*>_addr(cb[1])) + coff
+                    col.data = <const char*>_addr(cb[2])
+                    est += 16 * nrows
+                else:       # K_STR, K_RAW
+                    col.offs = (<const int32_t*>_addr(bufs[1])) + off + start
+                    col.data = <const char*>_addr(bufs[2])
+                    est += (col.offs[nrows] - col.offs[0]) + 2 * nrows
+            out = self.out
+            out.pos = 0
+            out.room(est)
+            if not first:
                 p = out.room(2)
                 p[0] = 44
                 p[1] = 10
                 out.pos += 2
-            for c in range(ncols):
-                col = &C[c]
-                p = out.room(col.klen + 32)
-                memcpy(p, col.key, col.klen)
-                out.pos += col.klen
-                p += col.klen
-                if _missing(col, i):
-                    memcpy(p, b"null", 4)
-                    out.pos += 4
-                    continue
-                if col.kind == K_INT:
-                    out.pos += _put_int(p, _int_at(col, i))
-                elif col.kind == K_TS:
-                    out.pos += _put_ts(p, (<const int64_t*>col.vals)[i])
-                elif col.kind == K_FLOAT:
-                    f = (<const double*>col.vals)[i]
-                    if not isfinite(f):
+            for i in range(nrows):
+                if i:
+                    p = out.room(2)
+                    p[0] = 44
+                    p[1] = 10
+                    out.pos += 2
+                for c in range(ncols):
+                    col = &C[c]
+                    p = out.room(col.klen + 32)
+                    memcpy(p, col.key, col.klen)
+                    out.pos += col.klen
+                    p += col.klen
+                    if _missing(col, i):
                         memcpy(p, b"null", 4)
                         out.pos += 4
                         continue
-                    n = _put_secs(p, f)
-                    if n >= 0:
+                    if col.kind == K_INT:
+                        out.pos += _put_int(p, _int_at(col, i))
+                    elif col.kind == K_TS:
+                        out.pos += _put_ts(p, (<const int64_t*>col.vals)[i])
+                    elif col.kind == K_FLOAT:
+                        f = (<const double*>col.vals)[i]
+                        if not isfinite(f):
+                            memcpy(p, b"null", 4)
+                            out.pos += 4
+                            continue
+                        n = _put_secs(p, f)
+                        if n >= 0:
+                            out.pos += n
+                            continue
+                        rep = PyOS_double_to_string(f, 114, 0, Py_DTSF_ADD_DOT_0, NULL)
+                        n = 0
+                        while rep[n]:
+                            n += 1
+                        p = out.room(n)
+                        memcpy(p, rep, n)
                         out.pos += n
-                        continue
-                    rep = PyOS_double_to_string(f, 114, 0, Py_DTSF_ADD_DOT_0, NULL)
-                    n = 0
-                    while rep[n]:
-                        n += 1
-                    p = out.room(n)
-                    memcpy(p, rep, n)
-                    out.pos += n
-                    PyMem_Free(rep)
-                elif col.kind == K_BOOL:
-                    a = col.voff + i
-                    bit = (col.vals[a >> 3] >> (a & 7)) & 1
-                    if bit:
-                        memcpy(p, b"true", 4)
-                        out.pos += 4
-                    else:
-                        memcpy(p, b"false", 5)
-                        out.pos += 5
-                elif col.kind == K_DICT:
-                    code = _int_at(col, i)
-                    a = col.offs[code]
-                    n = col.offs[code + 1] - a
-                    p = out.room(n)
-                    memcpy(p, col.data + a, n)
-                    out.pos += n
-                else:
-                    a = col.offs[i]
-                    n = col.offs[i + 1] - a
-                    if col.kind == K_RAW:
+                        PyMem_Free(rep)
+                    elif col.kind == K_BOOL:
+                        a = col.voff + i
+                        bit = (col.vals[a >> 3] >> (a & 7)) & 1
+                        if bit:
+                            memcpy(p, b"true", 4)
+                            out.pos += 4
+                        else:
+                            memcpy(p, b"false", 5)
+                            out.pos += 5
+                    elif col.kind == K_DICT:
+                        code = _int_at(col, i)
+                        a = col.offs[code]
+                        n = col.offs[code + 1] - a
                         p = out.room(n)
                         memcpy(p, col.data + a, n)
                         out.pos += n
                     else:
-                        p = out.room(n + 2)
-                        p[0] = 34
-                        if _copy_plain(p + 1, col.data + a, n) == n:
-                            p[n + 1] = 34
-                            out.pos += n + 2
-                            continue
-                        esc = _jstr(PyUnicode_DecodeUTF8(col.data + a, n, "replace")).encode("ascii")
-                        n = len(<bytes>esc)
-                        p = out.room(n)
-                        memcpy(p, <const char*>esc, n)
-                        out.pos += n
-            p = out.room(1)
-            p[0] = 125
-            out.pos += 1
-        return PyBytes_FromStringAndSize(out.buf, out.pos)
-    finally:
-        free(C)
+                        a = col.offs[i]
+                        n = col.offs[i + 1] - a
+                        if col.kind == K_RAW:
+                            p = out.room(n)
+                            memcpy(p, col.data + a, n)
+                            out.pos += n
+                        else:
+                            p = out.room(n + 2)
+                            p[0] = 34
+                            if _copy_plain(p + 1, col.data + a, n) == n:
+                                p[n + 1] = 34
+                                out.pos += n + 2
+                                continue
+                            esc = _jstr(PyUnicode_DecodeUTF8(col.data + a, n, "replace")).encode("ascii")
+                            n = len(<bytes>esc)
+                            p = out.room(n)
+                            memcpy(p, <const char*>esc, n)
+                            out.pos += n
+                p = out.room(1)
+                p[0] = 125
+                out.pos += 1
+            return PyMemoryView_FromMemory(out.buf, out.pos, PyBUF_READ)
+        finally:
+            free(C)

@@ -78,7 +78,11 @@ _TS = pa.timestamp("ns", tz="UTC")
 
 
 def _i64(buf: Any) -> np.ndarray:
-    return np.frombuffer(buf, dtype=np.int64) if len(buf) else np.zeros(0, dtype=np.int64)
+    """An int64 numpy view of an array('q'), or an int64 copy of a narrower one."""
+    typ = buf.typecode if isinstance(buf, array) else "q"
+    if not len(buf):
+        return np.zeros(0, dtype=np.int64)
+    return np.frombuffer(buf, dtype=np.int64) if typ == "q" else np.frombuffer(buf, dtype=typ).astype(np.int64)
 
 
 def _arrow_ints(arr: np.ndarray, kind: str) -> pa.Array:
@@ -448,10 +452,11 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
     cols: dict[str, Any] = {}
     for name, kind in _CONN_FIELDS.items():
         if name in ("client_ip", "server_ip"):
-            addrs = rows.client_addr if name == "client_ip" else rows.server_addr
-            cols[name] = pa.array([_ip(a) for a in ordered(addrs)], type=pa.string())
-            if release:
-                addrs.clear()
+            addrs = rows.addresses(name == "client_ip", None if order is None else order.tolist())
+            cols[name] = pa.array([_ip(a) for a in addrs], type=pa.string())
+            del addrs
+            if release and name == "server_ip":
+                rows.release_addresses()
             continue
         if name in ("history", "sni"):
             cols[name] = pa.array(ordered(getattr(rows, name)), type=pa.string())

@@ -145,22 +145,23 @@ _JOIN_ROWS = 1_024
 
 
 def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[pa.Array]], fh: TextIO) -> None:
-    from sockscope._rows import render_rows
+    from sockscope._rows import RowWriter
 
     keys = [(("{" if i == 0 else ",") + _jstr(c) + ":").encode("ascii") for i, c in enumerate(names)]
     fh.write("[\n")
     raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
     step = max(_JOIN_ROWS, _BATCH_CELLS // max(1, len(names)) // _JOIN_ROWS * _JOIN_ROWS)
+    writer = RowWriter()
     for i in range(0, nrows, step):
         cols = [_prepared(c) for c in cells(i, step)]
         n = min(step, nrows - i)
         for j in range(0, n, _JOIN_ROWS):
-            text = render_rows(keys, cols, j, min(_JOIN_ROWS, n - j), i + j == 0)
+            text = writer.render(keys, cols, j, min(_JOIN_ROWS, n - j), i + j == 0)
             if raw is not None:
                 fh.flush()
                 raw.write(text)
             else:
-                fh.write(text.decode("ascii"))
+                fh.write(str(text, "ascii"))
     fh.write("\n]\n" if nrows else "]\n")
 
 

@@ -1107,10 +1107,31 @@ STATE_CODES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "R
 PROTOCOL_CODES = ("unknown", "http", "tls", "unknown")
 
 
+# Columns narrower than int64 (ports, and codes decoded to categories by the engine): a
+# finished connection is ~300 bytes of row store instead of ~450.
+NARROW_COLUMNS = {
+    "client_port": "H", "server_port": "H", "roles_from": "b", "state": "b", "closed_by": "b",
+    "close_kind": "b", "last_payload_by": "b", "data_after_close_by": "b", "protocol": "b",
+    "client_state": "b", "server_state": "b",
+}
+
+
 cdef inline void push(carray.array a, int64_t v):
     cdef Py_ssize_t n = len(a)
     carray.resize_smart(a, n + 1)
     a.data.as_longlongs[n] = v
+
+
+cdef inline void push16(carray.array a, int v):
+    cdef Py_ssize_t n = len(a)
+    carray.resize_smart(a, n + 1)
+    a.data.as_ushorts[n] = <unsigned short>v
+
+
+cdef inline void push8(carray.array a, int v):
+    cdef Py_ssize_t n = len(a)
+    carray.resize_smart(a, n + 1)
+    a.data.as_schars[n] = <signed char>v
 
 
 cdef class RowStore:
@@ -1118,8 +1139,9 @@ cdef class RowStore:
 
     cdef public dict ints
     cdef list cols
-    cdef public list client_addr
-    cdef public list server_addr
+    cdef bytearray caddr      # 16 bytes per row (an IPv4 address in the first 4)
+    cdef bytearray saddr
+    cdef carray.array alen    # 4 or 16 per row
     cdef public list history
     cdef public list sni
     cdef dict hist_seen
@@ -1130,11 +1152,12 @@ cdef class RowStore:
         self.ints = {}
         self.cols = []
         for name in INT_COLUMNS:
-            a = pyarray.array("q")
+            a = pyarray.array(NARROW_COLUMNS.get(name, "q"))
             self.ints[name] = a
             self.cols.append(a)
-        self.client_addr = []
-        self.server_addr = []
+        self.caddr = bytearray()
+        self.saddr = bytearray()
+        self.alen = pyarray.array("b")
         self.history = []
         self.sni = []
         self.hist_seen = {}
@@ -1170,8 +1193,8 @@ cdef class RowStore:
             nreq, nunans = res
         cdef list K = self.cols
         push(<carray.array>K[0], c.conn_id)
-        push(<carray.array>K[1], c.port[cl])
-        push(<carray.array>K[2], c.port[sv])
+        push16(<carray.array>K[1], c.port[cl])
+        push16(<carray.array>K[2], c.port[sv])
         push(<carray.array>K[3], c.first_ts)
         push(<carray.array>K[4], c.last_ts)
         push(<carray.array>K[5], O.pkts)
@@ -1204,17 +1227,18 @@ cdef class RowStore:
         push(<carray.array>K[32], c.late_ts if c.late_frame >= 0 else NA)
         push(<carray.array>K[33], nreq)
         push(<carray.array>K[34], nunans)
-        push(<carray.array>K[35], 0 if c.roles_syn else 1)
-        push(<carray.array>K[36], STATE_CODES.index(state))
-        push(<carray.array>K[37], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
-        push(<carray.array>K[38], c.close_kind - 1)
-        push(<carray.array>K[39], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
-        push(<carray.array>K[40], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
-        push(<carray.array>K[41], c.proto)
-        push(<carray.array>K[42], O.state)
-        push(<carray.array>K[43], R.state)
-        self.client_addr.append(PyBytes_FromStringAndSize(<char*>c.addr[cl], alen))
-        self.server_addr.append(PyBytes_FromStringAndSize(<char*>c.addr[sv], alen))
+        push8(<carray.array>K[35], 0 if c.roles_syn else 1)
+        push8(<carray.array>K[36], STATE_CODES.index(state))
+        push8(<carray.array>K[37], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
+        push8(<carray.array>K[38], c.close_kind - 1)
+        push8(<carray.array>K[39], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
+        push8(<carray.array>K[40], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
+        push8(<carray.array>K[41], c.proto)
+        push8(<carray.array>K[42], O.state)
+        push8(<carray.array>K[43], R.state)
+        self.caddr.extend((<char*>c.addr[cl])[:16])
+        self.saddr.extend((<char*>c.addr[sv])[:16])
+        push8(self.alen, alen)
         self.history.append(h)
         self.sni.append(c.sni)
         self.n += 1
@@ -1225,3 +1249,31 @@ cdef class RowStore:
 
     def __call__(self, Conn c):
         self.add(c)
+
+    def addresses(self, bint client, order=None):
+        """The client (or server) address of every row as bytes (4 or 16), in row order or
+        in ``order`` (row positions)."""
+        cdef bytearray buf = self.caddr if client else self.saddr
+        cdef const unsigned char[:] view = buf
+        cdef Py_ssize_t i, k, n = self.n
+        cdef list out = []
+        if n == 0:
+            return out
+        for k in (range(n) if order is None else order):
+            i = k
+            out.append(PyBytes_FromStringAndSize(<char*>&view[16 * i], self.alen.data.as_schars[i]))
+        return out
+
+    @property
+    def client_addr(self):
+        return self.addresses(True)
+
+    @property
+    def server_addr(self):
+        return self.addresses(False)
+
+    def release_addresses(self):
+        """Free the address store (the table has its text)."""
+        self.caddr = bytearray()
+        self.saddr = bytearray()
+        self.alen = pyarray.array("b")
