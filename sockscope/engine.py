@@ -144,9 +144,10 @@ def _int64s(vals: tuple) -> array:
 _TEXT_INDEX_CAP = 1 << 18
 
 
-def _text_codes(vals: tuple, index: dict, texts: list) -> array:
+def _text_codes(vals: tuple, index: dict | None, texts: list) -> array:
     """Texts (None for missing) -> int32 positions in ``texts`` (-1 for missing); new texts
-    are appended, each distinct one once while ``index`` has room."""
+    are appended, each distinct one once while ``index`` has room (every one when there is
+    no index: a column of mostly distinct texts is not worth hashing)."""
     n: cython.Py_ssize_t = len(vals)
     out = array("i", bytes(4 * n))
     mv: cython.int[:] = out
@@ -155,6 +156,10 @@ def _text_codes(vals: tuple, index: dict, texts: list) -> array:
         v = vals[j]
         if v is None:
             mv[j] = -1
+            continue
+        if index is None:
+            mv[j] = len(texts)
+            texts.append(v)
             continue
         c = index.get(v)
         if c is None:
@@ -271,7 +276,7 @@ class _Sink:
         # for texts int32 codes into a list of the distinct texts (methods, hosts, agents
         # repeat: one copy each; the table takes them back with one C++ `take`).
         self.req_cols: list[Any] = [array("q") if k in "it" else array("i") for k in self._kinds]
-        self._text_index: list[dict[str, int]] = [{} for _ in self._kinds]
+        self._text_index: list[dict[str, int] | None] = [{} for _ in self._kinds]
         self._texts: list[list[str]] = [[] for _ in self._kinds]
         self.ex_conn = array("q")
         # Exchanges become columns a few thousand at a time: per connection (5 requests on
@@ -358,6 +363,9 @@ class _Sink:
         for k, (col, kind, i) in enumerate(zip(self.req_cols, self._kinds, self._pos)):
             if kind == "s":
                 col.extend(_text_codes(fields[i], self._text_index[k], self._texts[k]))
+                if self._text_index[k] is not None and len(col) >= 8192 and 2 * len(self._texts[k]) > len(col):
+                    # mostly distinct (URIs): stop hashing them, and drop the index's memory
+                    self._text_index[k] = None
             else:
                 col.extend(_int64s(fields[i]))
         self.ex_conn.extend(array("q", self._batch_conn))

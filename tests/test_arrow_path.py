@@ -211,3 +211,15 @@ def test_summary_order_without_a_second_copy_of_the_table() -> None:
     assert out.schema == table.schema
     in_order = table.take([1, 2, 3, 0])
     assert _by_start(SimpleNamespace(connections=in_order)) is in_order    # no copy at all
+
+
+def test_text_codes_with_and_without_an_index() -> None:
+    from sockscope.engine import _text_codes
+
+    texts: list[str] = []
+    assert list(_text_codes(("GET", None, "POST", "GET"), {}, texts)) == [0, -1, 1, 0]
+    assert texts == ["GET", "POST"]
+    texts = []
+    # no index (a column of mostly distinct texts): every text stored, none hashed
+    assert list(_text_codes(("/a", None, "/a"), None, texts)) == [0, -1, 1]
+    assert texts == ["/a", "/a"]
