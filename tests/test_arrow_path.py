@@ -223,3 +223,20 @@ def test_text_codes_with_and_without_an_index() -> None:
     # no index (a column of mostly distinct texts): every text stored, none hashed
     assert list(_text_codes(("/a", None, "/a"), None, texts)) == [0, -1, 1]
     assert texts == ["/a", "/a"]
+
+
+def test_console_entry_flushes_everything_and_keeps_exit_codes(tmp_path: Path) -> None:
+    """The JSON commands leave without the interpreter's teardown: all output must still
+    be written, and every other ending keep its exit code."""
+    capture = str(REPO / "captures" / "crafted" / "incident-before-fix.pcap")
+    for command in ("summary", "requests"):
+        proc = subprocess.run([sys.executable, "-m", "sockscope.cli", command, "--json", capture],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == _cli(command, "--json", capture)
+    missing = subprocess.run([sys.executable, "-m", "sockscope.cli", "summary", "--json", str(tmp_path / "no.pcap")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 3 and "no.pcap" in missing.stderr
+    usage = subprocess.run([sys.executable, "-m", "sockscope.cli", "summary", "--bogus"],
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2
