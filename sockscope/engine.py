@@ -152,6 +152,8 @@ def _text_codes(vals: tuple, index: dict | None, texts: list) -> array:
     out = array("i", bytes(4 * n))
     mv: cython.int[:] = out
     j: cython.Py_ssize_t
+    last: object = None     # exchanges come grouped by connection: a text often repeats the
+    last_code: cython.int = -1     # previous row's (host, agent, types), and comparing is cheaper than hashing
     for j in range(n):
         v = vals[j]
         if v is None:
@@ -161,6 +163,9 @@ def _text_codes(vals: tuple, index: dict | None, texts: list) -> array:
             mv[j] = len(texts)
             texts.append(v)
             continue
+        if last is not None and type(v) is str and v == last:
+            mv[j] = last_code
+            continue
         c = index.get(v)
         if c is None:
             c = len(texts)
@@ -168,6 +173,7 @@ def _text_codes(vals: tuple, index: dict | None, texts: list) -> array:
             if len(index) < _TEXT_INDEX_CAP:
                 index[v] = c
         mv[j] = c
+        last, last_code = v, c
     return out
 
 
