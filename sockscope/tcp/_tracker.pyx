@@ -29,6 +29,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from libc.stdlib cimport calloc, free
 
 from sockscope.capture._source cimport PacketSource, Pkt, PKT_TCP
 
@@ -213,10 +215,29 @@ cdef int content_role(const uint8_t* d, int n):
     return 0
 
 
+cdef uint64_t TOP_BIT = (<uint64_t>1) << 63     # marks a used slot (hashes are 62-bit)
+
+
+cdef inline uint64_t _mix64(uint64_t x) noexcept nogil:
+    # splitmix64's finaliser: every input bit moves every output bit
+    x ^= x >> 30
+    x *= 0xBF58476D1CE4E5B9ULL
+    x ^= x >> 27
+    x *= 0x94D049BB133111EBULL
+    x ^= x >> 31
+    return x
+
+
 cdef class Tracker:
     """Turn decoded packets into connection rows (and feed HTTP sessions)."""
 
-    cdef dict table
+    # Open connections by 4-tuple hash: an open-addressing table (linear probing) of
+    # (hash | TOP, Conn) owned references; connections whose 4-tuples share a hash hang off
+    # Conn.chain. A dict cost a Python int per packet to look a connection up.
+    cdef uint64_t* tkeys          # 0: empty slot
+    cdef PyObject** tvals
+    cdef Py_ssize_t tcap
+    cdef Py_ssize_t tcount
     cdef list open_conns
     cdef public int64_t next_id
     cdef public int64_t gap_floor_ns
@@ -241,7 +262,12 @@ cdef class Tracker:
     def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=5.0, bint l7=True,
                  session_factory=None, detect=None, int64_t max_open=100_000,
                  int64_t max_ooo_bytes=256 * 1024 * 1024):
-        self.table = {}
+        self.tcap = 1024
+        self.tcount = 0
+        self.tkeys = <uint64_t*>calloc(self.tcap, sizeof(uint64_t))
+        self.tvals = <PyObject**>calloc(self.tcap, sizeof(PyObject*))
+        if self.tkeys == NULL or self.tvals == NULL:
+            raise MemoryError()
         self.open_conns = []
         self.next_id = 0
         self.gap_floor_ns = <int64_t>(min_gap_s * 1e9)
@@ -261,20 +287,108 @@ cdef class Tracker:
         self.shard_n = 1
         self.on_close = None
 
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.tvals != NULL:
+            for i in range(self.tcap):
+                Py_XDECREF(self.tvals[i])
+        free(self.tkeys)
+        free(self.tvals)
+
     # -- table ----------------------------------------------------------------------------
+    cdef Conn tget(self, uint64_t h):
+        cdef uint64_t k = h | TOP_BIT
+        cdef Py_ssize_t mask = self.tcap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>mask)
+        while self.tkeys[i]:
+            if self.tkeys[i] == k:
+                return <Conn>self.tvals[i]
+            i = (i + 1) & mask
+        return None
+
+    cdef int tset(self, uint64_t h, Conn c) except -1:
+        """Map h to c (replacing what h mapped to)."""
+        cdef uint64_t k = h | TOP_BIT
+        cdef Py_ssize_t mask, i
+        if (self.tcount + 1) * 4 > self.tcap * 3:
+            self.tgrow()
+        mask = self.tcap - 1
+        i = <Py_ssize_t>(h & <uint64_t>mask)
+        while self.tkeys[i]:
+            if self.tkeys[i] == k:
+                Py_INCREF(c)
+                Py_XDECREF(self.tvals[i])
+                self.tvals[i] = <PyObject*>c
+                return 0
+            i = (i + 1) & mask
+        Py_INCREF(c)
+        self.tkeys[i] = k
+        self.tvals[i] = <PyObject*>c
+        self.tcount += 1
+        return 0
+
+    cdef int tgrow(self) except -1:
+        cdef Py_ssize_t cap = self.tcap * 2, mask = cap - 1, i, j
+        cdef uint64_t* keys = <uint64_t*>calloc(cap, sizeof(uint64_t))
+        cdef PyObject** vals = <PyObject**>calloc(cap, sizeof(PyObject*))
+        if keys == NULL or vals == NULL:
+            free(keys)
+            free(vals)
+            raise MemoryError()
+        for i in range(self.tcap):
+            if self.tkeys[i]:
+                j = <Py_ssize_t>(self.tkeys[i] & <uint64_t>mask)
+                while keys[j]:
+                    j = (j + 1) & mask
+                keys[j] = self.tkeys[i]
+                vals[j] = self.tvals[i]     # the reference moves with it
+        free(self.tkeys)
+        free(self.tvals)
+        self.tkeys = keys
+        self.tvals = vals
+        self.tcap = cap
+        return 0
+
+    cdef void tdel(self, uint64_t h):
+        """Forget h (backward-shift deletion: no tombstones, probe runs stay short)."""
+        cdef uint64_t k = h | TOP_BIT
+        cdef Py_ssize_t mask = self.tcap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>mask), j, home
+        while self.tkeys[i] != k:
+            if not self.tkeys[i]:
+                return
+            i = (i + 1) & mask
+        Py_XDECREF(self.tvals[i])
+        self.tkeys[i] = 0
+        self.tvals[i] = NULL
+        self.tcount -= 1
+        j = i
+        while True:
+            j = (j + 1) & mask
+            if not self.tkeys[j]:
+                return
+            home = <Py_ssize_t>(self.tkeys[j] & <uint64_t>mask)
+            # the entry at j may fill the hole at i if its probe run from home passes i
+            if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
+                self.tkeys[i] = self.tkeys[j]
+                self.tvals[i] = self.tvals[j]
+                self.tkeys[j] = 0
+                self.tvals[j] = NULL
+                i = j
+
     cdef uint64_t key_hash(self, Pkt* p):
-        # FNV-1a per endpoint, combined order-independently so both directions meet.
+        # Each endpoint (16 address bytes as two words, and the port) hashed on its own, the
+        # two combined order-independently so both directions meet.
         cdef uint64_t prime = 1099511628211ULL
-        cdef uint64_t ha = 14695981039346656037ULL
-        cdef uint64_t hb = 14695981039346656037ULL
-        cdef int i
-        for i in range(16):
-            ha = (ha ^ p.src[i]) * prime
-            hb = (hb ^ p.dst[i]) * prime
-        ha = (ha ^ p.sport) * prime
-        hb = (hb ^ p.dport) * prime
+        cdef uint64_t a0, a1, b0, b1
+        memcpy(&a0, p.src, 8)
+        memcpy(&a1, p.src + 8, 8)
+        memcpy(&b0, p.dst, 8)
+        memcpy(&b1, p.dst + 8, 8)
+        cdef uint64_t ha = _mix64(a0 ^ _mix64(a1 ^ (<uint64_t>p.sport << 40)))
+        cdef uint64_t hb = _mix64(b0 ^ _mix64(b1 ^ (<uint64_t>p.dport << 40)))
         cdef uint64_t h = ((ha + hb) * prime) ^ (ha ^ hb) ^ p.af
-        # splitmix64 finaliser: the sum/xor above cancels in the low bits, and both the dict
+        # splitmix64 finaliser: the sum/xor above cancels in the low bits, and both the table
         # and the flow sharding (h % N) need every bit mixed
         h ^= h >> 30
         h *= 0xBF58476D1CE4E5B9ULL
@@ -332,9 +446,8 @@ cdef class Tracker:
         return c
 
     cdef Conn lookup(self, Pkt* p):
-        cdef uint64_t h = self.key_hash(p)
-        key = h
-        cdef Conn head = self.table.get(key)
+        cdef uint64_t key = self.key_hash(p)
+        cdef Conn head = self.tget(key)
         cdef Conn c = head
         cdef Conn prev = None
         cdef Conn nc
@@ -346,7 +459,7 @@ cdef class Tracker:
         if c is None:
             nc = self.new_conn(p)
             nc.chain = head
-            self.table[key] = nc
+            self.tset(key, nc)
             return nc
         if (p.flags & (F_SYN | F_ACK | F_RST)) == F_SYN:
             # A bare SYN on a known 4-tuple: a retransmission, or a new connection (port reuse).
@@ -365,7 +478,7 @@ cdef class Tracker:
                         prev.chain = c.chain
                         nc.chain = head
                     c.chain = None
-                    self.table[key] = nc
+                    self.tset(key, nc)
                     return nc
         return c
 
@@ -917,12 +1030,12 @@ cdef class Tracker:
         fake.sport = c.port[0]
         fake.dport = c.port[1]
         key = self.key_hash(&fake)
-        h = self.table.get(key)
+        h = self.tget(key)
         if h is c:
             if c.chain is None:
-                del self.table[key]
+                self.tdel(key)
             else:
-                self.table[key] = c.chain
+                self.tset(key, c.chain)
         elif h is not None:
             prev = h
             while prev.chain is not None and prev.chain is not c:
