@@ -179,40 +179,56 @@ cdef inline bint _missing(const Col* c, Py_ssize_t i) noexcept nogil:
     return not ((c.valid[b >> 3] >> (b & 7)) & 1)
 
 
+# "00" "01" ... "99": decimal text two digits per division
+cdef char _PAIRS[200]
+for _b in range(100):
+    _PAIRS[2 * _b] = 48 + _b // 10
+    _PAIRS[2 * _b + 1] = 48 + _b % 10
+
+
 cdef inline Py_ssize_t _put_int(char* p, int64_t v) noexcept nogil:
     cdef char tmp[24]
-    cdef int n = 0, k
+    cdef int i = 24, r
     cdef uint64_t u = <uint64_t>v
     cdef Py_ssize_t w = 0
     if v < 0:
         p[0] = 45       # '-'
         w = 1
         u = (~u) + 1    # two's complement magnitude (INT64_MIN included)
-    while True:
-        tmp[n] = <char>(48 + u % 10)
-        n += 1
-        u //= 10
-        if u == 0:
-            break
-    for k in range(n):
-        p[w + k] = tmp[n - 1 - k]
-    return w + n
+    while u >= 100:
+        r = <int>(u % 100)
+        u //= 100
+        i -= 2
+        tmp[i] = _PAIRS[2 * r]
+        tmp[i + 1] = _PAIRS[2 * r + 1]
+    if u >= 10:
+        i -= 2
+        tmp[i] = _PAIRS[2 * u]
+        tmp[i + 1] = _PAIRS[2 * u + 1]
+    else:
+        i -= 1
+        tmp[i] = <char>(48 + u)
+    memcpy(p + w, tmp + i, 24 - i)
+    return w + 24 - i
 
 
 cdef inline void _two(char* p, int v) noexcept nogil:
-    p[0] = <char>(48 + v // 10)
-    p[1] = <char>(48 + v % 10)
+    p[0] = _PAIRS[2 * v]
+    p[1] = _PAIRS[2 * v + 1]
 
 
-cdef inline Py_ssize_t _put_ts(char* p, int64_t ns) noexcept nogil:
-    # "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" between quotes: 32 bytes
-    cdef int64_t day_ns = 86400000000000
-    cdef int64_t days = ns // day_ns
-    cdef int64_t rem = ns % day_ns
-    if rem < 0:
-        rem += day_ns
-        days -= 1
-    # proleptic Gregorian date of a day count (400-year eras of 146097 days from 0000-03-01)
+# The date text of the last day formatted: timestamps of one table mostly share a day.
+cdef int64_t _last_day = -(2 ** 62)
+cdef char _last_date[10]
+
+
+cdef inline void _put_date(char* p, int64_t days) noexcept nogil:
+    """"YYYY-MM-DD" of a day count since 1970-01-01 (proleptic Gregorian, 400-year eras of
+    146097 days counted from 0000-03-01)."""
+    global _last_day
+    if days == _last_day:
+        memcpy(p, _last_date, 10)
+        return
     cdef int64_t z = days + 719468
     cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
     cdef int64_t doe = z - era * 146097
@@ -224,26 +240,41 @@ cdef inline Py_ssize_t _put_ts(char* p, int64_t ns) noexcept nogil:
     cdef int64_t m = mp + 3 if mp < 10 else mp - 9
     if m <= 2:
         y += 1
-    cdef int64_t secs = rem // 1000000000
-    cdef int64_t frac = rem % 1000000000
-    cdef int k
+    _two(p, <int>(y // 100))
+    _two(p + 2, <int>(y % 100))
+    p[4] = 45
+    _two(p + 5, <int>m)
+    p[7] = 45
+    _two(p + 8, <int>d)
+    memcpy(_last_date, p, 10)
+    _last_day = days
+
+
+cdef inline Py_ssize_t _put_ts(char* p, int64_t ns) noexcept nogil:
+    # "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" between quotes: 32 bytes
+    cdef int64_t day_ns = 86400000000000
+    cdef int64_t days = ns // day_ns
+    cdef int64_t rem = ns % day_ns
+    if rem < 0:
+        rem += day_ns
+        days -= 1
+    cdef int secs = <int>(rem // 1000000000)
+    cdef int frac = <int>(rem % 1000000000)
     p[0] = 34
-    _two(p + 1, <int>(y // 100))
-    _two(p + 3, <int>(y % 100))
-    p[5] = 45
-    _two(p + 6, <int>m)
-    p[8] = 45
-    _two(p + 9, <int>d)
+    _put_date(p + 1, days)
     p[11] = 84      # 'T'
-    _two(p + 12, <int>(secs // 3600))
+    _two(p + 12, secs // 3600)
     p[14] = 58
-    _two(p + 15, <int>((secs // 60) % 60))
+    _two(p + 15, (secs // 60) % 60)
     p[17] = 58
-    _two(p + 18, <int>(secs % 60))
+    _two(p + 18, secs % 60)
     p[20] = 46
-    for k in range(9):
-        p[29 - k] = <char>(48 + frac % 10)
-        frac //= 10
+    p[21] = <char>(48 + frac // 100000000)
+    frac %= 100000000
+    _two(p + 22, frac // 1000000)
+    _two(p + 24, (frac // 10000) % 100)
+    _two(p + 26, (frac // 100) % 100)
+    _two(p + 28, frac % 100)
     p[30] = 90      # 'Z'
     p[31] = 34
     return 32
