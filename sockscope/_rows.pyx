@@ -12,7 +12,6 @@ Columns of a type without a fast path here arrive already rendered (``binary`` a
 JSON text, see ``sockscope.output``).
 """
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyBUF_READ
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.mem cimport PyMem_Free
@@ -169,14 +168,17 @@ def gather_texts(texts, codes):
                                  null_count=nulls)
 
 
+cdef inline bint _bit(const uint8_t* bits, Py_ssize_t b) noexcept nogil:
+    """Bit b of an Arrow bitmap (validity or bool values: least significant bit first)."""
+    return (bits[b >> 3] >> (b & 7)) & 1
+
+
 cdef inline bint _missing(const Col* c, Py_ssize_t i) noexcept nogil:
-    cdef Py_ssize_t b
     if c.kind == K_NULL:
         return True
     if c.valid == NULL:
         return False
-    b = c.voff + i
-    return not ((c.valid[b >> 3] >> (b & 7)) & 1)
+    return not _bit(c.valid, c.voff + i)
 
 
 # "00" "01" ... "99": decimal text two digits per division
@@ -444,7 +446,6 @@ cdef class RowWriter:
         cdef char* rep
         cdef int64_t code
         cdef double f
-        cdef bint bit
         if len(keys) != ncols:
             raise ValueError("one key per column")
         if nrows <= 0:
@@ -545,9 +546,7 @@ cdef class RowWriter:
                         out.pos += n
                         PyMem_Free(rep)
                     elif col.kind == K_BOOL:
-                        a = col.voff + i
-                        bit = (col.vals[a >> 3] >> (a & 7)) & 1
-                        if bit:
+                        if _bit(col.vals, col.voff + i):
                             memcpy(p, b"true", 4)
                             out.pos += 4
                         else:

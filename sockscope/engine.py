@@ -280,7 +280,7 @@ class _Sink:
         self._kinds = [_REQ_FIELDS.get(a[:-3] if a.endswith("_ns") else a, "s") for a in _EX_ATTRS]
         # Exchanges become columns soon after their connection retires: int64 arrays, and
         # for texts int32 codes into a list of the distinct texts (methods, hosts, agents
-        # repeat: one copy each; the table takes them back with one C++ `take`).
+        # repeat: one copy each; the table gathers them back with _rows.gather_texts).
         self.req_cols: list[Any] = [array("q") if k in "it" else array("i") for k in self._kinds]
         self._text_index: list[dict[str, int] | None] = [{} for _ in self._kinds]
         self._texts: list[list[str]] = [[] for _ in self._kinds]
@@ -455,18 +455,19 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
     """
     contract = schema.spec("connections")
     order = _row_order(_i64(rows.ints["conn_id"]))
+    picks = None if order is None else order.tolist()      # for the object columns
 
     def ordered(values: Any) -> Any:
         if order is None:
             return values
         if isinstance(values, np.ndarray):
             return values[order]
-        return [values[i] for i in order.tolist()]
+        return [values[i] for i in picks]
 
     cols: dict[str, Any] = {}
     for name, kind in _CONN_FIELDS.items():
         if name in ("client_ip", "server_ip"):
-            addrs = rows.addresses(name == "client_ip", None if order is None else order.tolist())
+            addrs = rows.addresses(name == "client_ip", picks)
             cols[name] = pa.array([_ip(a) for a in addrs], type=pa.string())
             del addrs
             if release and name == "server_ip":

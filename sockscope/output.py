@@ -136,10 +136,10 @@ def write_table_json(table: pa.Table, fh: TextIO) -> None:
                 lambda i, n: table.slice(i, n).columns, fh)
 
 
-# Cells are converted ~128k at a time (a few dozen cells per kernel call would be slower,
-# ~10^6 would hold tens of MB of text) and rows joined and written 1k at a time: with
-# ~1 KB rows, a few MB of text is in memory however long the table (this was the peak of
-# `summary --json` on large captures at 4-8x these sizes).
+# Columns are prepared ~128k cells at a time (for a pandas frame that is a conversion to
+# Arrow, for a table a zero-copy slice; per slice, categories are rendered once) and rows
+# rendered and written 1k at a time into one reused buffer: with ~1 KB rows, about a MB of
+# text is in memory however long the table.
 _BATCH_CELLS = 1 << 17
 _JOIN_ROWS = 1_024
 

@@ -388,14 +388,9 @@ cdef class Tracker:
         cdef uint64_t ha = _mix64(a0 ^ _mix64(a1 ^ (<uint64_t>p.sport << 40)))
         cdef uint64_t hb = _mix64(b0 ^ _mix64(b1 ^ (<uint64_t>p.dport << 40)))
         cdef uint64_t h = ((ha + hb) * prime) ^ (ha ^ hb) ^ p.af
-        # splitmix64 finaliser: the sum/xor above cancels in the low bits, and both the table
-        # and the flow sharding (h % N) need every bit mixed
-        h ^= h >> 30
-        h *= 0xBF58476D1CE4E5B9ULL
-        h ^= h >> 27
-        h *= 0x94D049BB133111EBULL
-        h ^= h >> 31
-        return h & 0x3FFFFFFFFFFFFFFFULL
+        # mixed again: the sum/xor above cancels in the low bits, and both the table and the
+        # flow sharding (h % N) need every bit mixed
+        return _mix64(h) & 0x3FFFFFFFFFFFFFFFULL
 
     cdef Conn new_conn(self, Pkt* p):
         cdef Conn c = Conn.__new__(Conn)
@@ -1248,7 +1243,8 @@ cdef inline void push8(carray.array a, int v):
 
 
 cdef class RowStore:
-    """Retired connections as int64 columns (NA sentinel) plus a few object columns."""
+    """Retired connections as integer columns (int64 with an NA sentinel; ports and codes
+    narrower, see NARROW_COLUMNS), addresses in 16-byte slots, and a few object columns."""
 
     cdef public dict ints
     cdef list cols
