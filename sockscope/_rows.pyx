@@ -121,8 +121,14 @@ cdef inline int64_t _int_at(const Col* c, Py_ssize_t i) noexcept nogil:
     return <int64_t>c.vals[i]
 
 
+cdef inline bint _bit(const uint8_t* bits, Py_ssize_t b) noexcept nogil:
+    """Bit b of an Arrow bitmap (validity or bool values: least significant bit first)."""
+    return (bits[b >> 3] >> (b & 7)) & 1
+
+
 def gather_texts(texts, codes):
-    """A string array whose row i is ``texts[codes[i]]`` (missing where the code is < 0).
+    """A string array whose row i is ``texts[codes[i]]`` (missing where the code is < 0 or
+    that text is missing).
 
     ``texts``: a string array; ``codes``: an int32 numpy array. What ``texts.take(codes)``
     does, without loading pyarrow.compute.
@@ -133,44 +139,89 @@ def gather_texts(texts, codes):
     cdef Py_ssize_t n = cv.shape[0], i, total = 0, pos = 0, a, b, ntexts = len(texts)
     cdef Py_ssize_t toff = texts.offset
     cdef int32_t c
-    if texts.null_count or not pa.types.is_string(texts.type):
-        raise ValueError("texts must be a string array without missing values")
+    if not pa.types.is_string(texts.type):
+        raise ValueError("texts must be a string array")
     tb = texts.buffers()
+    cdef const uint8_t* tvalid = NULL if texts.null_count == 0 else _addr(tb[0])
     cdef const int32_t* to = (<const int32_t*>_addr(tb[1])) + toff
     cdef const char* td = <const char*>_addr(tb[2])
+    valid = np.empty(n, dtype=np.bool_)
+    cdef uint8_t[:] vv = valid
     for i in range(n):
         c = cv[i]
         if c >= ntexts:
             raise IndexError("code out of range")
-        if c >= 0:
+        vv[i] = c >= 0 and (tvalid == NULL or _bit(tvalid, toff + c))
+        if vv[i]:
             total += to[c + 1] - to[c]
     if total >= 2 ** 31:
         raise OverflowError("more than 2 GiB of text in one column")
     offsets = np.empty(n + 1, dtype=np.int32)
-    valid = np.empty(n, dtype=np.bool_)
     data = np.empty(max(total, 1), dtype=np.uint8)
     cdef int32_t[:] ov = offsets
     cdef uintptr_t daddr = data.ctypes.data
     cdef char* dv = <char*>daddr
     ov[0] = 0
     for i in range(n):
-        c = cv[i]
-        if c >= 0:
+        if vv[i]:
+            c = cv[i]
             a = to[c]
             b = to[c + 1]
             memcpy(dv + pos, td + a, b - a)
             pos += b - a
         ov[i + 1] = <int32_t>pos
-    valid[:] = np.asarray(cv) >= 0
     nulls = n - int(valid.sum())
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
     return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)],
                                  null_count=nulls)
 
 
-cdef inline bint _bit(const uint8_t* bits, Py_ssize_t b) noexcept nogil:
-    """Bit b of an Arrow bitmap (validity or bool values: least significant bit first)."""
-    return (bits[b >> 3] >> (b & 7)) & 1
+def take(arr, rows):
+    """``arr.take(rows)`` without loading pyarrow.compute (0.07 s of a command's start).
+
+    ``arr``: an array or chunked array of a type the engine's tables use (null, integers,
+    floats, timestamps, durations, bools, strings, dictionaries of strings; missing cells
+    anywhere); ``rows``: an integer numpy array of row numbers, each ``0 <= r < len(arr)``.
+    """
+    import numpy as np
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    rows = np.asarray(rows, dtype=np.int64)
+    n, typ = len(rows), arr.type
+    if n and (int(rows.min()) < 0 or int(rows.max()) >= len(arr)):
+        raise IndexError("row number out of range")
+    if not n:
+        return arr.slice(0, 0)
+    if pa.types.is_null(typ):
+        return pa.nulls(n)
+    if pa.types.is_dictionary(typ):
+        return pa.DictionaryArray.from_arrays(take(arr.indices, rows), arr.dictionary)
+    if pa.types.is_string(typ):
+        return gather_texts(arr, rows.astype(np.int32))
+    bufs, off = arr.buffers(), arr.offset
+    valid = None
+    if arr.null_count:
+        bits = np.frombuffer(bufs[0], dtype=np.uint8)
+        valid = np.unpackbits(bits, bitorder="little", count=off + len(arr))[off:].astype(np.bool_)[rows]
+    bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    nulls = 0 if valid is None else n - int(valid.sum())
+    if pa.types.is_boolean(typ):
+        bits = np.frombuffer(bufs[1], dtype=np.uint8)
+        vals = np.unpackbits(bits, bitorder="little", count=off + len(arr))[off:][rows]
+        data = np.packbits(vals, bitorder="little")
+    else:
+        width = typ.bit_width // 8      # fixed width: only the bits matter, whatever they mean
+        if width not in (1, 2, 4, 8) or len(bufs) != 2:
+            raise TypeError(f"take: no path for {typ}")
+        data = np.frombuffer(bufs[1], dtype=f"<u{width}")[off:off + len(arr)][rows]
+    return pa.Array.from_buffers(typ, n, [bitmap, pa.py_buffer(data)], null_count=nulls)
+
+
+def take_table(table, rows):
+    """``table.take(rows)`` column by column through :func:`take`."""
+    return pa.Table.from_arrays([take(c, rows) for c in table.columns], schema=table.schema)
+
 
 
 cdef inline bint _missing(const Col* c, Py_ssize_t i) noexcept nogil:

@@ -34,11 +34,11 @@ except ImportError:  # running the plain .py without Cython: the annotations are
         Py_ssize_t = longlong = object
 
 from sockscope import schema
-from sockscope._rows import gather_texts
+from sockscope._rows import gather_texts, take_table
 from sockscope.capture import open_source
 from sockscope.http import EXCHANGE_FIELDS, Exchange, HttpSession, detect
-from sockscope.tcp._tracker import (GAP_ENDED_BY, PROTOCOL_CODES, STATE_CODES, _STATE_NAMES, RowStore,
-                                    Tracker)
+from sockscope.tcp._tracker import (GAP_ENDED_BY, PROTOCOL_CODES, SHARD_BUCKETS, STATE_CODES, _STATE_NAMES,
+                                    RowStore, Tracker)
 
 NA = -(2**63)
 
@@ -582,14 +582,14 @@ def run(
                        key=lambda t: (t[0] is None, t[0] or 0, t[1]))
         sources = [sources[i] for _, i in order]
         firsts = [t for t, _ in order]
-    if jobs > 1 and shard is None and all(isinstance(s, (str, os.PathLike)) and os.fspath(s) != "-"
-                                          for s in sources):
-        return _run_parallel(sources, jobs, min_gap_s=min_gap_s, l7=l7, linger_s=linger_s,
-                             max_open=max_open, tables=tables, merge=merge)
+    kw = dict(min_gap_s=min_gap_s, l7=l7, linger_s=linger_s, max_open=max_open, tables=tables, merge=merge,
+              firsts=firsts if len(firsts) == len(sources) else None)
     with _no_cyclic_gc():
-        return _run_serial(sources, min_gap_s=min_gap_s, l7=l7, progress=progress, linger_s=linger_s,
-                           max_open=max_open, tables=tables, shard=shard, merge=merge,
-                           firsts=firsts if len(firsts) == len(sources) else None)
+        if jobs > 1 and shard is None and all(isinstance(s, (str, os.PathLike)) and os.fspath(s) != "-"
+                                              for s in sources):
+            return _run_parallel(sources, jobs, progress, **kw)
+        return _run_serial(sources, progress=progress, buckets=None if shard is None else _equal_buckets(*shard),
+                           **kw)
 
 
 def _name(s: Any) -> str:
@@ -616,15 +616,15 @@ def _framing_session() -> HttpSession:
 class _Point:
     """One capture point: a tracker fed with a chain of files that follow each other in time."""
 
-    def __init__(self, tables: tuple[str, ...], shard: tuple[int, int] | None, **kw: Any) -> None:
+    def __init__(self, tables: tuple[str, ...], buckets: tuple[int, int] | None, **kw: Any) -> None:
         self.sink = _Sink(keep_requests="requests" in tables, keep_gaps="gaps" in tables)
         self.rows = RowStore(self.sink)
         # Without a requests table no header text field can be seen: the framer skips them
         # (and the inflating of compressed bodies), which is a tenth of its work.
         factory = HttpSession if "requests" in tables else _framing_session
         self.tracker = Tracker(self.rows, session_factory=factory if kw["l7"] else None, detect=detect, **kw)
-        if shard is not None:
-            self.tracker.shard_k, self.tracker.shard_n = shard
+        if buckets is not None:
+            self.tracker.shard_lo, self.tracker.shard_hi = buckets
         self.facts: dict[str, Any] = {}
         self.files: list[str] = []
         self.frames = 0
@@ -682,11 +682,11 @@ class _Point:
 
 def _run_serial(sources: list, *, min_gap_s: float, l7: bool, progress: Callable[[int], None] | None,
                 linger_s: float, max_open: int, tables: tuple[str, ...],
-                shard: tuple[int, int] | None, merge: bool = False,
+                buckets: tuple[int, int] | None, merge: bool = False,
                 firsts: list[int | None] | None = None) -> EngineResult:
     kw = dict(min_gap_s=min_gap_s, linger_s=linger_s, l7=l7, max_open=max_open)
     if merge:
-        point = _Point(tables, shard, **kw)
+        point = _Point(tables, buckets, **kw)
         point.merge(sources, progress)
         res = point.result()
         if len(sources) > 1:
@@ -702,7 +702,7 @@ def _run_serial(sources: list, *, min_gap_s: float, l7: bool, progress: Callable
         fits = [p for p in points if first is None or p.last_ts < 0 or p.last_ts <= first]
         point = max(fits, key=lambda p: p.last_ts) if fits else None
         if point is None:
-            point = _Point(tables, shard, **kw)
+            point = _Point(tables, buckets, **kw)
             points.append(point)
         point.read(one, progress)
     results = [p.result() for p in points]
@@ -765,19 +765,95 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks()
 
 
-def _shard_worker(args: tuple) -> EngineResult:
-    sources, k, n, kw = args
-    return run(sources, shard=(k, n), **kw)
+def _equal_buckets(k: int, n: int) -> tuple[int, int]:
+    """The flow-hash buckets of shard ``k`` of ``n`` equal ones."""
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k} of {n}: k must be in 0..n-1")
+    return k * SHARD_BUCKETS // n, (k + 1) * SHARD_BUCKETS // n
 
 
-def _run_parallel(sources: list, jobs: int, **kw: Any) -> EngineResult:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+# The process that starts the -j workers analyses a share of the flows too, then merges
+# the shards and writes the output alone while the others have finished: its share is this
+# fraction of an equal one, so that all end about together (figures in bench/README).
+_OWN_SHARE = 0.9
 
-    ctx = mp.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        parts = list(pool.map(_shard_worker, [(sources, k, jobs, kw) for k in range(jobs)]))
+
+def _job_buckets(jobs: int) -> list[tuple[int, int]]:
+    """Bucket ranges of ``jobs`` shards, the first (this process's) ``_OWN_SHARE`` of the rest's."""
+    own = round(SHARD_BUCKETS * _OWN_SHARE / (_OWN_SHARE + jobs - 1))
+    cuts = [0] + [own + (SHARD_BUCKETS - own) * i // (jobs - 1) for i in range(jobs)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _run_parallel(sources: list, jobs: int, progress: Callable[[int], None] | None, **kw: Any) -> EngineResult:
+    """``jobs`` flow shards, one here and the others in forked processes, merged.
+
+    A fork shares the loaded modules (no start-up per worker) and this process works too;
+    each worker sends its tables back pickled through a pipe (Arrow buffers go as they are).
+    """
+    shares = _job_buckets(jobs)
+    children: list[tuple[int, int]] = []
+    try:
+        for k in range(1, jobs):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:        # pragma: no cover - the worker; it reports through the pipe
+                os.close(r)
+                _worker(w, sources, shares[k], kw)
+            os.close(w)
+            children.append((pid, r))
+        parts = [_run_serial(sources, progress=progress, buckets=shares[0], **kw)]
+        while children:
+            pid, r = children.pop(0)
+            parts.append(_collect(pid, r))
+    finally:
+        for pid, r in children:     # after an error here: the workers not heard yet are stopped
+            os.close(r)
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
     return _merge_shards(parts)
+
+
+def _worker(fd: int, sources: list, buckets: tuple[int, int], kw: dict[str, Any]) -> None:
+    """A forked -j worker: its shard's tables (or the exception it met) into ``fd``, then exit
+    at once (the parent's buffers, atexit handlers and threads are not the worker's)."""
+    import pickle
+
+    status = 0
+    try:
+        try:
+            payload = pickle.dumps((True, _run_serial(sources, progress=None, buckets=buckets, **kw)),
+                                   protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:  # noqa: BLE001 - every failure is the parent's to report
+            try:
+                payload = pickle.dumps((False, exc))
+            except Exception:  # noqa: BLE001 - an exception that cannot travel
+                payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+        with open(fd, "wb", closefd=True) as out:
+            out.write(payload)
+    except BaseException:  # noqa: BLE001 - the parent sees an empty answer
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _collect(pid: int, fd: int) -> EngineResult:
+    """A -j worker's tables, or its exception raised here."""
+    import pickle
+
+    try:
+        with open(fd, "rb", closefd=True) as f:
+            data = f.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError(f"a -j worker process ended without a result (wait status {status:#x}); "
+                           "run without -j to see why")
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise value
+    return value
 
 
 def _merge_shards(parts: list[EngineResult]) -> EngineResult:
@@ -791,7 +867,7 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
     if "capture" in allc.column_names:
         keys.append(allc.column("capture").combine_chunks().indices.to_numpy(zero_copy_only=False))
     order = np.lexsort(keys)
-    allc = allc.take(order)
+    allc = take_table(allc, order)
     shard_of, old_ids = shard_of[order], old_ids[order]
     # per shard, a lookup array from the shard's own ids to the new ones
     lookup = []
@@ -811,9 +887,11 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
         if not t.num_rows:
             return t
         # (conn_id, second) order; stable, as the serial run's
-        order = _row_order(t.column("conn_id").to_numpy(),
-                           t.column(second).cast(pa.int64()).to_numpy(zero_copy_only=False))
-        return t if order is None else t.take(order)
+        col = t.column(second).combine_chunks()
+        if pa.types.is_timestamp(col.type):
+            col = col.view(pa.int64())
+        order = _row_order(t.column("conn_id").to_numpy(), col.to_numpy(zero_copy_only=False))
+        return t if order is None else take_table(t, order)
 
     # every shard read the same files (reader facts alike); the flows were split among them
     facts = dict(parts[0].facts)

@@ -178,10 +178,10 @@ def test_row_renderer_writes_what_python_would(columns: list, skip: int, start: 
     assert got == want.encode("ascii")
 
 
-@given(st.lists(st.text(max_size=5), min_size=1, max_size=6), st.lists(st.integers(-3, 5), max_size=12),
-       st.integers(0, 2))
+@given(st.lists(st.one_of(st.none(), st.text(max_size=5)), min_size=1, max_size=6),
+       st.lists(st.integers(-3, 5), max_size=12), st.integers(0, 2))
 @settings(max_examples=200, deadline=None)
-def test_gathered_texts_are_the_texts_at_the_codes(texts: list[str], codes: list[int], skip: int) -> None:
+def test_gathered_texts_are_the_texts_at_the_codes(texts: list[str | None], codes: list[int], skip: int) -> None:
     import numpy as np
 
     from sockscope._rows import gather_texts
@@ -192,6 +192,62 @@ def test_gathered_texts_are_the_texts_at_the_codes(texts: list[str], codes: list
     got = gather_texts(arr, np.array(codes, dtype=np.int32))
     assert got.to_pylist() == [None if c < 0 else texts[skip + c] for c in codes]
     got.validate(full=True)
+
+
+_TAKE_TYPES = [
+    (pa.int8(), st.integers(-128, 127)), (pa.uint16(), st.integers(0, 65535)),
+    (pa.int32(), st.integers(-2**31, 2**31 - 1)), (pa.int64(), st.integers(-2**63, 2**63 - 1)),
+    (pa.float64(), st.floats(allow_nan=False)), (pa.timestamp("ns", tz="UTC"), st.integers(0, 2**62)),
+    (pa.duration("ns"), st.integers(-2**62, 2**62)), (pa.bool_(), st.booleans()),
+    (pa.string(), st.text(max_size=4)), (pa.null(), st.none()),
+]
+
+
+@st.composite
+def _take_case(draw):
+    typ, values = draw(st.sampled_from(_TAKE_TYPES + [(None, None)]))
+    n = draw(st.integers(1, 40))
+    if typ is None:     # a category column: int8 codes into texts
+        cats = ["a", "b", "c"]
+        codes = draw(st.lists(st.one_of(st.none(), st.integers(0, 2)), min_size=n, max_size=n))
+        arr = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), pa.array(cats))
+    else:
+        arr = pa.array(draw(st.lists(st.one_of(st.none(), values), min_size=n, max_size=n)), type=typ)
+    skip = draw(st.integers(0, n - 1))
+    arr = arr.slice(skip)           # row 0 at a bit offset, values at an offset
+    rows = draw(st.lists(st.integers(0, len(arr) - 1), max_size=50))
+    return arr, rows
+
+
+@given(_take_case())
+@settings(max_examples=400, deadline=None)
+def test_take_without_compute_is_arrows_take(case) -> None:
+    """The -j merge reorders every column type the tables have with _rows.take: it must be
+    pyarrow's own take, nulls, offsets and all."""
+    import numpy as np
+
+    from sockscope._rows import take
+
+    arr, rows = case
+    got = take(arr, np.array(rows, dtype=np.int64))
+    got.validate(full=True)
+    want = arr.take(pa.array(rows, type=pa.int64()))
+    assert got.type == want.type
+    assert got.to_pylist() == want.to_pylist()
+    assert got.null_count == want.null_count
+    chunked = take(pa.chunked_array([arr[:1], arr[1:]], type=arr.type), np.array(rows, dtype=np.int64))
+    assert chunked.to_pylist() == want.to_pylist()
+
+
+def test_take_refuses_rows_out_of_range() -> None:
+    import numpy as np
+
+    from sockscope._rows import take
+
+    with pytest.raises(IndexError):
+        take(pa.array([1, 2, 3]), np.array([0, 3]))
+    with pytest.raises(IndexError):
+        take(pa.array(["x"]), np.array([-1]))
 
 
 def test_summary_order_without_a_second_copy_of_the_table() -> None:

@@ -48,6 +48,66 @@ def test_jobs_two_is_identical_to_serial():
         pd.testing.assert_frame_equal(getattr(parallel, table), getattr(serial, table))
 
 
+@pytest.fixture(scope="module")
+def many_flows(tmp_path_factory) -> Path:
+    """A capture of some 570 connections (the bench's own generator): enough that every
+    -j shard gets flows of its own."""
+    out = tmp_path_factory.mktemp("gen") / "many.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gen_capture.py"), "--packets", "20000", "--seed", "2",
+                    "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_jobs_split_every_flow_once_and_match_serial(jobs, many_flows):
+    from sockscope import engine
+
+    shares = engine._job_buckets(jobs)
+    assert shares[0][0] == 0 and shares[-1][1] == engine.SHARD_BUCKETS
+    assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))          # contiguous, no overlap
+    sizes = [hi - lo for lo, hi in shares]
+    assert sizes[0] < min(sizes[1:])        # this process also merges: it gets less
+    serial, parallel = engine.run(many_flows), engine.run(many_flows, jobs=jobs)
+    assert parallel.facts["jobs"] == jobs
+    for table in ("connections", "requests", "gaps"):
+        assert getattr(parallel, table).equals(getattr(serial, table)), table
+    per_shard = [engine.run(many_flows, shard=(k, jobs)).connections.num_rows for k in range(jobs)]
+    assert min(per_shard) > 50 and sum(per_shard) == serial.connections.num_rows
+
+
+def test_a_workers_exception_is_raised_in_the_parent(monkeypatch):
+    from sockscope import engine
+    from sockscope.errors import CaptureError
+
+    real = engine._run_serial
+
+    def failing(sources, *, buckets, **kw):
+        if buckets[0] > 0:          # only the forked worker's shard fails
+            raise CaptureError("worker: disk went away")
+        return real(sources, buckets=buckets, **kw)
+
+    monkeypatch.setattr(engine, "_run_serial", failing)
+    with pytest.raises(CaptureError, match="worker: disk went away"):
+        engine.run(ROOT / "captures" / "lab" / "mixed" / "capture.pcap", jobs=2)
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(monkeypatch):
+    import os
+
+    from sockscope import engine
+
+    real = engine._run_serial
+
+    def dying(sources, *, buckets, **kw):
+        if buckets[0] > 0:
+            os._exit(7)
+        return real(sources, buckets=buckets, **kw)
+
+    monkeypatch.setattr(engine, "_run_serial", dying)
+    with pytest.raises(RuntimeError, match="ended without a result"):
+        engine.run(ROOT / "captures" / "lab" / "mixed" / "capture.pcap", jobs=2)
+
+
 def test_cli_reads_a_directory_of_rotated_files(tmp_path):
     split_pcap(ROOT / "captures/crafted/incident-before-fix.pcap", tmp_path, 2)
     r = subprocess.run([sys.executable, "-m", "sockscope", "summary", "--json", str(tmp_path)],

@@ -215,6 +215,13 @@ cdef int content_role(const uint8_t* d, int n):
     return 0
 
 
+# Flow shards (-j, dask) are ranges of the hash's top 12 bits: apart from the bits the
+# open-connection table indexes by, so a shard's flows still fill the whole table; and
+# ranges, so a shard can be given a larger or smaller part of the flows.
+cdef enum:
+    N_BUCKETS = 4096
+    BUCKET_SHIFT = 50       # hashes are 62-bit: the top 12 bits
+SHARD_BUCKETS = N_BUCKETS
 cdef uint64_t TOP_BIT = (<uint64_t>1) << 63     # marks a used slot (hashes are 62-bit)
 
 
@@ -256,8 +263,8 @@ cdef class Tracker:
     cdef public int64_t ooo_bytes       # out-of-order payload held, all connections
     cdef public int64_t max_ooo_bytes
     cdef public int64_t ooo_flushes     # times the total cap made a direction give up its islands
-    cdef public int shard_k
-    cdef public int shard_n
+    cdef public int shard_lo      # this tracker's flows: hash bucket in [lo, hi)
+    cdef public int shard_hi
 
     def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=5.0, bint l7=True,
                  session_factory=None, detect=None, int64_t max_open=100_000,
@@ -283,8 +290,8 @@ cdef class Tracker:
         self.max_open = max_open
         self.max_ooo_bytes = max_ooo_bytes
         self.evicted = 0
-        self.shard_k = 0
-        self.shard_n = 1
+        self.shard_lo = 0
+        self.shard_hi = N_BUCKETS
         self.on_close = None
 
     def __dealloc__(self):
@@ -388,8 +395,8 @@ cdef class Tracker:
         cdef uint64_t ha = _mix64(a0 ^ _mix64(a1 ^ (<uint64_t>p.sport << 40)))
         cdef uint64_t hb = _mix64(b0 ^ _mix64(b1 ^ (<uint64_t>p.dport << 40)))
         cdef uint64_t h = ((ha + hb) * prime) ^ (ha ^ hb) ^ p.af
-        # mixed again: the sum/xor above cancels in the low bits, and both the table and the
-        # flow sharding (h % N) need every bit mixed
+        # mixed again: the sum/xor above cancels in the low bits, and both the table (low
+        # bits) and the flow sharding (high bits) need every bit mixed
         return _mix64(h) & 0x3FFFFFFFFFFFFFFFULL
 
     cdef Conn new_conn(self, Pkt* p):
@@ -440,8 +447,8 @@ cdef class Tracker:
         self.open_conns.append(c)
         return c
 
-    cdef Conn lookup(self, Pkt* p):
-        cdef uint64_t key = self.key_hash(p)
+    cdef Conn lookup(self, Pkt* p, uint64_t key):
+        """The connection of `p`, whose flow hash is `key`."""
         cdef Conn head = self.tget(key)
         cdef Conn c = head
         cdef Conn prev = None
@@ -912,16 +919,21 @@ cdef class Tracker:
     cdef inline void take(self, Pkt* p):
         """One packet of the capture: its times count; a TCP segment of this shard is tracked."""
         cdef Conn c
+        cdef int b
+        cdef uint64_t key
         if self.capture_first_ts < 0:
             self.capture_first_ts = p.ts_ns
         if p.ts_ns > self.capture_last_ts:
             self.capture_last_ts = p.ts_ns
         if p.status != PKT_TCP:
             return
-        if self.shard_n > 1 and <int>(self.key_hash(p) % <uint64_t>self.shard_n) != self.shard_k:
-            return      # another worker's flow (both directions hash alike)
+        key = self.key_hash(p)
+        if self.shard_hi - self.shard_lo < N_BUCKETS:
+            b = <int>(key >> BUCKET_SHIFT)
+            if b < self.shard_lo or b >= self.shard_hi:
+                return      # another worker's flow (both directions hash alike)
         self.tcp_packets += 1
-        c = self.lookup(p)
+        c = self.lookup(p, key)
         self.on_packet(c, p)
 
     def run(self, PacketSource src, progress=None):
