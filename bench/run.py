@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,22 @@ def capture_for(packets: int, seed: int) -> tuple[Path, dict]:
     meta.write_text(json.dumps(truth, indent=2) + "\n")
     truth["cached"] = False
     return pcap, truth
+
+
+def two_process_scaling() -> dict:
+    """This machine's ceiling for ``-j 2`` right now: a CPU-bound loop alone, then two copies
+    at once; ``2 * alone / together`` is 2.0 on two free cores and less when the host's other
+    tenants take cycles (seen 1.3-2.0 within minutes here)."""
+    cmd = [sys.executable, "-c", "s = 0\nfor i in range(12_000_000):\n    s += i\n"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    alone = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(cmd) for _ in range(2)]
+    for p in procs:
+        p.wait()
+    together = time.perf_counter() - t0
+    return {"alone_s": alone, "together_s": together, "scaling": 2 * alone / together}
 
 
 def warm_cache(path: Path) -> None:
@@ -186,7 +203,10 @@ def run_all(a: argparse.Namespace) -> dict:
         for row in rows_for(pcap, n, a):
             plan.append((n, pcap, row))
     warmed = set()
+    results["host"]["two_process_scaling"] = []
     for rnd in range(a.repeat):
+        if any(row["key"].endswith("_j2") for _, _, row in plan):
+            results["host"]["two_process_scaling"].append(two_process_scaling())
         # Alternate the order every round so slow drift of the machine's load does not
         # always penalise the same command.
         for n, pcap, row in (plan if rnd % 2 == 0 else plan[::-1]):
@@ -241,6 +261,12 @@ def ratios(results: dict, big: int, small: int) -> list[dict]:
     def speed(label: str, num: str, den: str, target: float | None, n: int) -> None:
         a, b = _wall(results, n, num), _wall(results, n, den)
         v = a / b if a and b else None
+        rows = results["sizes"].get(str(n), {}).get("rows", {})
+        pairs = [x["wall_s"] / y["wall_s"] for x, y in zip(rows.get(num, {}).get("runs", []),
+                                                          rows.get(den, {}).get("runs", []))
+                 if x["exit"] == 0 and y["exit"] == 0 and y["wall_s"] > 0]
+        if len(pairs) > 1:      # the two commands of one round ran close together: less noise
+            label += " (run by run: " + ", ".join(f"{p:.2f}" for p in pairs) + ")"
         out.append({"what": f"{label} @ {n:,} pkts", "value": v,
                     "target": f">= {target:g}" if target else "(informational)",
                     "ok": None if v is None or target is None else v >= target, "unit": "x"})
@@ -260,6 +286,12 @@ def ratios(results: dict, big: int, small: int) -> list[dict]:
                             + (f"({rb:.0f} / {rs:.0f} MB)" if v else ""),
                     "value": v, "target": f"within {TARGET_RSS_SPREAD:.0%}, both <= {TARGET_RSS_MB:g} MB",
                     "ok": ok, "unit": "x"})
+    scal = results["host"].get("two_process_scaling") or []
+    if scal:
+        out.append({"what": "this machine: two CPU-bound processes at once vs one (the -j 2 ceiling; each round: "
+                            + ", ".join(f"{x['scaling']:.2f}" for x in scal) + ")",
+                    "value": statistics.median(x["scaling"] for x in scal), "target": "(informational)",
+                    "ok": None, "unit": "x"})
     rq = _rss(results, big, "ss_requests")
     out.append({"what": f"sockscope requests peak RSS @ {big:,} pkts (MB)", "value": rq,
                 "target": f"<= {TARGET_REQUESTS_MB:g} MB", "ok": None if rq is None else rq <= TARGET_REQUESTS_MB,
