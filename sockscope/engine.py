@@ -788,31 +788,43 @@ def _job_buckets(jobs: int) -> list[tuple[int, int]]:
 def _run_parallel(sources: list, jobs: int, progress: Callable[[int], None] | None, **kw: Any) -> EngineResult:
     """``jobs`` flow shards, one here and the others in forked processes, merged.
 
-    A fork shares the loaded modules (no start-up per worker) and this process works too;
-    each worker sends its tables back pickled through a pipe (Arrow buffers go as they are).
+    A fork shares the loaded modules (no start-up per worker) and this process works too.
+    Each worker pickles its tables into an in-memory file of its own while this process is
+    still busy, and exits; reading the answer back is then a copy, not a conversation
+    through a pipe.
     """
     shares = _job_buckets(jobs)
     children: list[tuple[int, int]] = []
     try:
         for k in range(1, jobs):
-            r, w = os.pipe()
+            fd = _answer_file()
             pid = os.fork()
-            if pid == 0:        # pragma: no cover - the worker; it reports through the pipe
-                os.close(r)
-                _worker(w, sources, shares[k], kw)
-            os.close(w)
-            children.append((pid, r))
+            if pid == 0:        # pragma: no cover - the worker; it reports through its file
+                _worker(fd, sources, shares[k], kw)
+            children.append((pid, fd))
         parts = [_run_serial(sources, progress=progress, buckets=shares[0], **kw)]
         while children:
-            pid, r = children.pop(0)
-            parts.append(_collect(pid, r))
+            pid, fd = children.pop(0)
+            parts.append(_collect(pid, fd))
     finally:
-        for pid, r in children:     # after an error here: the workers not heard yet are stopped
-            os.close(r)
+        for pid, fd in children:    # after an error here: the workers not heard yet are stopped
+            os.close(fd)
             with contextlib.suppress(OSError):
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
     return _merge_shards(parts)
+
+
+def _answer_file() -> int:
+    """A file descriptor of an unnamed file in memory (a worker's answer goes there)."""
+    try:
+        return os.memfd_create("sockscope-shard", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):     # not Linux, or an old kernel
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="sockscope-shard-")
+        os.unlink(path)
+        return fd
 
 
 def _worker(fd: int, sources: list, buckets: tuple[int, int], kw: dict[str, Any]) -> None:
@@ -832,7 +844,7 @@ def _worker(fd: int, sources: list, buckets: tuple[int, int], kw: dict[str, Any]
                 payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
         with open(fd, "wb", closefd=True) as out:
             out.write(payload)
-    except BaseException:  # noqa: BLE001 - the parent sees an empty answer
+    except BaseException:  # noqa: BLE001 - the parent sees no answer
         status = 1
     finally:
         os._exit(status)
@@ -840,17 +852,24 @@ def _worker(fd: int, sources: list, buckets: tuple[int, int], kw: dict[str, Any]
 
 def _collect(pid: int, fd: int) -> EngineResult:
     """A -j worker's tables, or its exception raised here."""
+    import mmap
     import pickle
 
     try:
-        with open(fd, "rb", closefd=True) as f:
-            data = f.read()
-    finally:
         _, status = os.waitpid(pid, 0)
-    if not data:
+        size = os.fstat(fd).st_size
+        value: Any = None
+        if status == 0 and size:
+            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
+                try:
+                    ok, value = pickle.loads(m)     # Arrow buffers are copied out of the map
+                except Exception:  # noqa: BLE001 - a cut-off answer: reported below
+                    ok = None
+    finally:
+        os.close(fd)
+    if value is None:
         raise RuntimeError(f"a -j worker process ended without a result (wait status {status:#x}); "
                            "run without -j to see why")
-    ok, value = pickle.loads(data)
     if not ok:
         raise value
     return value
