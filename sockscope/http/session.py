@@ -823,6 +823,8 @@ class HttpSession:
         side.interim = False
         side.state = _RESYNC
         side.skip_nl = False
+        # where the open header line starts belongs to the header section given up
+        side.line_off = 0
 
     @cython.cfunc
     def _resync(self, side: _Side, buf, pos: cython.Py_ssize_t, n: cython.Py_ssize_t, ts, frame) -> cython.Py_ssize_t:

@@ -378,6 +378,19 @@ def test_long_header_line_capped():
     assert kinds(sess) == ["header_line_too_large"]
 
 
+def test_a_long_header_line_after_a_damaged_message_is_reported_with_its_segment():
+    # The first request's header block overflows before its end is seen; the next request's
+    # too-long line arrives in segment 2, its section ends in segment 3. Where the line
+    # starts must not be remembered from the damaged message: the violation is frame 2's.
+    overflow = b"GET /a HTTP/1.1\r\nX: " + b"y" * 30 + b"\r\n" + b"Z: 1\r\n" * 40
+    second = b"GET /b HTTP/1.1\r\nLong: " + b"q" * 60 + b"\r\nH"
+    sess = HttpSession(max_header_line=40, max_header_block=200)
+    for frame, data in enumerate([overflow, b"\r\n\r\n" + second, b"ost: x\r\n\r\n"], 1):
+        sess.client_data(data, frame * 1000, frame)
+    assert [e.uri for e in sess.finish()] == ["/a", "/b"]
+    assert sess.violations == [("header_too_large", 1), ("header_line_too_large", 2)]
+
+
 def test_endless_request_line_is_bounded():
     sess = HttpSession(max_header_line=1000)
     for i in range(100):
