@@ -902,15 +902,17 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
         out = [t.set_column(t.column_names.index("conn_id"), "conn_id",
                             pa.array(lookup[k][t.column("conn_id").to_numpy()], type=pa.int64()))
                for k, t in enumerate(tables)]
-        t = _concat(out)
+        # not combined first: the reordering copies one column at a time (the table is then
+        # never in memory three times: shards, concatenation, reordered)
+        t = pa.concat_tables(out)
         if not t.num_rows:
-            return t
+            return t.combine_chunks()
         # (conn_id, second) order; stable, as the serial run's
         col = t.column(second).combine_chunks()
         if pa.types.is_timestamp(col.type):
             col = col.view(pa.int64())
         order = _row_order(t.column("conn_id").to_numpy(), col.to_numpy(zero_copy_only=False))
-        return t if order is None else take_table(t, order)
+        return t.combine_chunks() if order is None else take_table(t, order)
 
     # every shard read the same files (reader facts alike); the flows were split among them
     facts = dict(parts[0].facts)
