@@ -200,16 +200,16 @@ def take(arr, rows):
     if pa.types.is_string(typ):
         return gather_texts(arr, rows.astype(np.int32))
     bufs, off = arr.buffers(), arr.offset
-    valid = None
-    if arr.null_count:
-        bits = np.frombuffer(bufs[0], dtype=np.uint8)
-        valid = np.unpackbits(bits, bitorder="little", count=off + len(arr))[off:].astype(np.bool_)[rows]
+
+    def taken_bits(buf):        # a bitmap's bits at ``rows`` (validity, or bool values)
+        bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little", count=off + len(arr))
+        return bits[off:][rows]
+
+    valid = taken_bits(bufs[0]).astype(np.bool_) if arr.null_count else None
     bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
     nulls = 0 if valid is None else n - int(valid.sum())
     if pa.types.is_boolean(typ):
-        bits = np.frombuffer(bufs[1], dtype=np.uint8)
-        vals = np.unpackbits(bits, bitorder="little", count=off + len(arr))[off:][rows]
-        data = np.packbits(vals, bitorder="little")
+        data = np.packbits(taken_bits(bufs[1]), bitorder="little")
     else:
         width = typ.bit_width // 8      # fixed width: only the bits matter, whatever they mean
         if width not in (1, 2, 4, 8) or len(bufs) != 2:

@@ -861,10 +861,9 @@ def _collect(pid: int, fd: int) -> EngineResult:
         value: Any = None
         if status == 0 and size:
             with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
-                try:
-                    ok, value = pickle.loads(m)     # Arrow buffers are copied out of the map
-                except Exception:  # noqa: BLE001 - a cut-off answer: reported below
-                    ok = None
+                # Arrow buffers are copied out of the map; a cut-off answer leaves value None
+                with contextlib.suppress(Exception):
+                    ok, value = pickle.loads(m)
     finally:
         os.close(fd)
     if value is None:
@@ -877,7 +876,8 @@ def _collect(pid: int, fd: int) -> EngineResult:
 
 def _merge_shards(parts: list[EngineResult]) -> EngineResult:
     """Tables of flow shards -> the tables a single pass would have built."""
-    allc = _concat([p.connections for p in parts])
+    # chunks, not a combined copy: the reordering below copies one column at a time
+    allc = pa.concat_tables([p.connections for p in parts])
     shard_of = np.concatenate([np.full(p.connections.num_rows, k, dtype=np.int64) for k, p in enumerate(parts)])
     old_ids = allc.column("conn_id").to_numpy()
     # a connection's id is its rank by first packet, exactly as a serial run numbers them;
@@ -902,8 +902,7 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
         out = [t.set_column(t.column_names.index("conn_id"), "conn_id",
                             pa.array(lookup[k][t.column("conn_id").to_numpy()], type=pa.int64()))
                for k, t in enumerate(tables)]
-        # not combined first: the reordering copies one column at a time (the table is then
-        # never in memory three times: shards, concatenation, reordered)
+        # as above: the table is never in memory three times (shards, concatenation, reordered)
         t = pa.concat_tables(out)
         if not t.num_rows:
             return t.combine_chunks()
