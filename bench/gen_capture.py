@@ -64,11 +64,26 @@ SERVERS = [
 SERVER_WEIGHTS = [0.5, 0.3, 0.2]
 GATEWAY_MAC = b"\x02\x00\x00\x00\x01\x01"   # all client traffic arrives via one router
 
-CLOSE_KINDS = ["client_fin", "server_idle", "conn_close", "client_rst"]
-CLOSE_WEIGHTS = [0.40, 0.25, 0.25, 0.10]
+CLOSE_KINDS = ["client_fin", "server_idle", "conn_close", "client_rst", "client_abort"]
 INCIDENT_RATE = 1 / 800     # connections ending in the 5 s request timeout
 RETRANS_RATE = 0.03         # connections with one retransmitted response segment
-CONN_RATE_PER_S = 300       # new connections per second; gives a few hundred open at once
+
+
+# A profile is the traffic's shape: how fast connections open and how they end.
+#  - default: a few hundred connections open at once, many idle keep-alive closes by the
+#    servers (the capture the foundation's targets were set on; byte-identical to v1).
+#  - busy: a load generator against a busy service, ~2,100 new connections per second (a
+#    1M-packet file holds ~30k connections in ~15 s). Most connections end by the client;
+#    a few hundred are aborted with a request in flight (client RST before the answer, as
+#    a load generator cancelling requests does), a few hundred idle keep-alive closes by
+#    the servers. This is the capture the diagnosis and memory targets are measured on.
+PROFILES = {
+    "default": {"conn_rate_per_s": 300, "max_requests": 10, "close_weights": [0.40, 0.25, 0.25, 0.10, 0.0]},
+    "busy": {"conn_rate_per_s": 2100, "max_requests": 7, "close_weights": [0.62, 0.01, 0.30, 0.05, 0.02]},
+}
+CLOSE_WEIGHTS = PROFILES["default"]["close_weights"]
+CONN_RATE_PER_S = PROFILES["default"]["conn_rate_per_s"]
+ABORT_AFTER_US = (5_000, 400_000)   # a cancelled request is reset this long after it was sent
 
 USER_AGENTS = [
     "curl/8.5.0",
@@ -98,7 +113,11 @@ def _filler(rng: random.Random, n: int) -> bytes:
 
 
 class Generator:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, profile: str = "default"):
+        self.profile = profile
+        self.conn_rate_per_s = PROFILES[profile]["conn_rate_per_s"]
+        self.close_weights = PROFILES[profile]["close_weights"]
+        self.max_requests = PROFILES[profile]["max_requests"]
         self.rng = random.Random(seed)
         self.pool_rng = random.Random(seed * 7919 + 17)   # message content, independent of timing
         # Payload table: index 0 is the empty payload, 1 the SYN options.
@@ -120,10 +139,11 @@ class Generator:
         self.payloads.append(data)
         return len(self.payloads) - 1
 
-    def request(self, server: int, kind: str, close: bool) -> tuple[int, int, str]:
-        """(payload id, length, method) of a pooled request of ``kind`` (get/cond/post)."""
+    def request(self, server: int, kind: str, close: bool, ua: int | None = None) -> tuple[int, int, str]:
+        """(payload id, length, method) of a pooled request of ``kind`` (get/cond/post);
+        ``ua`` pins the User-Agent (one client program per connection), else it varies."""
         variant = self.rng.randrange(POOL_VARIANTS)
-        key = (server, kind, close, variant)
+        key = (server, kind, close, variant, ua)
         hit = self.req_cache.get(key)
         if hit:
             return hit
@@ -139,7 +159,8 @@ class Generator:
         else:
             method = "GET"
             lines.append(f"GET {path}/{r.randint(1, 99999)}?page={r.randint(1, 50)} HTTP/1.1")
-        lines += [f"Host: {host}", f"User-Agent: {r.choice(USER_AGENTS)}", "Accept: */*"]
+        agent = r.choice(USER_AGENTS) if ua is None else USER_AGENTS[ua]
+        lines += [f"Host: {host}", f"User-Agent: {agent}", "Accept: */*"]
         if kind == "cond":
             lines.append(f'If-None-Match: "{r.getrandbits(48):012x}"')
         if kind == "post":
@@ -203,12 +224,15 @@ class Generator:
         rtt = int(min(150_000, max(200, r.lognormvariate(math.log(6000), 0.9))))
         kdelay = r.randint(8, 40)              # server kernel turnaround
         incident = r.random() < INCIDENT_RATE or ci == 20   # at least one in any file
-        close = "incident" if incident else r.choices(CLOSE_KINDS, CLOSE_WEIGHTS)[0]
-        n_req = r.randint(1, 10)
+        close = "incident" if incident else r.choices(CLOSE_KINDS, self.close_weights)[0]
+        n_req = r.randint(1, self.max_requests)
+        # The busy profile's clients are programs with one User-Agent each, as a real pool
+        # is; the default profile keeps its varied agents (byte-identical to version 1).
+        ua = r.randrange(len(USER_AGENTS)) if self.profile == "busy" else None
         retrans_k = r.randrange(n_req) if r.random() < RETRANS_RATE else -1
         if close == "conn_close" and retrans_k == n_req - 1:
             retrans_k = -1                      # keep the FIN sequence simple
-        if close == "incident" and retrans_k == n_req - 1:
+        if close in ("incident", "client_abort") and retrans_k == n_req - 1:
             retrans_k = -1                      # the last request gets no response at all
         self.conns.append((self._client_ip(ci), server))
         t_start = t
@@ -228,7 +252,7 @@ class Generator:
             req_close = last and close == "conn_close"
             u = r.random()
             kind = "post" if u < 0.2 else "cond" if u < 0.32 else "get"
-            pid, plen, method = self.request(server, kind, req_close)
+            pid, plen, method = self.request(server, kind, req_close, ua)
             rec((t, ci, C2S, PSH | ACK, cs, ss, pid))
             cs += plen
             tr["requests"] += 1
@@ -247,6 +271,16 @@ class Generator:
                 rec((t, ci, S2C, FIN | ACK, ss, cs + 1, 0))
                 t += rtt
                 rec((t, ci, C2S, ACK, cs + 1, ss + 1, 0))
+                tr["unanswered_requests"] += 1
+                break
+            if last and close == "client_abort":
+                # The client cancels the request before any answer (a load generator's
+                # deadline, a user navigating away): RST, no FIN; the server has not written.
+                wait = r.randint(*ABORT_AFTER_US)
+                if wait > DELACK_US:
+                    rec((t + DELACK_US, ci, S2C, ACK, ss, cs, 0))
+                t += wait
+                rec((t, ci, C2S, RST | ACK, cs, ss, 0))
                 tr["unanswered_requests"] += 1
                 break
 
@@ -353,7 +387,7 @@ class Generator:
         ci = 0
         # Generate whole connections until the packet budget is reached ("about N").
         while len(self.rec) // 7 < n_packets:
-            t += int(r.expovariate(CONN_RATE_PER_S) * 1e6)
+            t += int(r.expovariate(self.conn_rate_per_s) * 1e6)
             self.connection(ci, t)
             ci += 1
 
@@ -506,13 +540,13 @@ def build(gen: Generator, path: str | Path, chunk: int = 200_000) -> dict:
     }
 
 
-def generate(n_packets: int, out: str | Path, seed: int = 1) -> dict:
+def generate(n_packets: int, out: str | Path, seed: int = 1, profile: str = "default") -> dict:
     """Write the capture to ``out`` and return its ground truth."""
     t0 = time.perf_counter()
-    gen = Generator(seed)
+    gen = Generator(seed, profile)
     gen.run(n_packets)
     extra = build(gen, out)
-    truth = {"generator_version": GEN_VERSION, "seed": seed, "requested_packets": n_packets,
+    truth = {"generator_version": GEN_VERSION, "seed": seed, "profile": profile, "requested_packets": n_packets,
              **extra, **gen.truth,
              "servers": [f"{s[0]}:{s[1]}" for s in SERVERS],
              "payload_pool": len(gen.payloads),
@@ -525,10 +559,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packets", type=int, required=True, help="approximate packet count")
     ap.add_argument("--out", required=True, help="output .pcap path")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                    help="traffic shape: default (300 conn/s) or busy (2,100 conn/s, aborts)")
     a = ap.parse_args(argv)
     if a.packets < 1:
         ap.error("--packets must be positive")
-    truth = generate(a.packets, a.out, a.seed)
+    truth = generate(a.packets, a.out, a.seed, a.profile)
     json.dump(truth, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

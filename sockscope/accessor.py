@@ -5,7 +5,7 @@ Importing this module registers the accessor on every pandas DataFrame::
     import sockscope.accessor  # noqa: F401  (registers .sockscope)
 
     cap.requests.sockscope.on(3)             # the rows of connection 3
-    cap.findings.sockscope.on(0, 2).sockscope.filter()   # 'tcp.stream in {0 2}'
+    cap.findings.sockscope.on(0, 2).sockscope.filter()   # 'tcp.stream in {0,2}'
     cap.requests.sockscope.by_type().size()  # requests per method + path template
 
 Works on ``connections``, ``requests``, ``gaps`` and ``findings`` (any frame with a
@@ -20,10 +20,7 @@ from typing import Iterable
 import pandas as pd
 
 from sockscope.analysis import request_type
-
-# A Wireshark filter that matches no packet (frame numbers start at 1): for an empty
-# selection, where an empty filter string would show everything.
-MATCH_NOTHING = "frame.number == 0"
+from sockscope.filters import MATCH_NOTHING, streams_filter
 
 
 class SockscopeAccessor:
@@ -54,13 +51,10 @@ class SockscopeAccessor:
     def filter(self) -> str:
         """A Wireshark display filter showing the packets of these rows' connections.
 
-        ``tcp.stream in {0 2}`` (sockscope's ``conn_id`` is tshark's ``tcp.stream``). For no
+        ``tcp.stream in {0,2}`` (sockscope's ``conn_id`` is tshark's ``tcp.stream``). For no
         rows it is a filter that matches nothing, not an empty one (which shows everything).
         """
-        ids = self.conn_ids()
-        if not ids:
-            return MATCH_NOTHING
-        return "tcp.stream in {" + " ".join(map(str, ids)) + "}"
+        return streams_filter(self.conn_ids())
 
     def request_types(self) -> pd.Series:
         """Each request's type: method and path template (``GET /files/{id}``)."""

@@ -37,11 +37,16 @@ class Capture:
     min_gap_s: float = 1.0
 
     @cached_property
+    def diagnosis(self) -> "Diagnosis":  # noqa: F821
+        """Findings, timer clusters and the indexed tables behind them (:mod:`sockscope.analysis`)."""
+        from sockscope.analysis import diagnosis
+
+        return diagnosis(self)
+
+    @property
     def findings(self) -> pd.DataFrame:
         """Diagnoses with evidence (``schema.FINDING_COLUMNS``)."""
-        from sockscope.analysis import findings_table
-
-        return findings_table(self)
+        return self.diagnosis.table
 
     @cached_property
     def anomalies(self) -> pd.DataFrame:
@@ -165,7 +170,13 @@ def load(
     name, res = load_arrow(source, min_gap_s=min_gap_s, progress=progress, **kwargs)
     import sockscope.accessor  # noqa: F401  (registers DataFrame.sockscope on the frames' users)
 
-    return Capture(name, *res.frames(), res.facts, min_gap_s)
+    # One table at a time, each Arrow table dropped once its frame exists: the peak holds one
+    # table twice, not all three.
+    frames = []
+    for table in ("connections", "requests", "gaps"):
+        frames.append(schema.frame_from_arrow(getattr(res, table), table))
+        setattr(res, table, None)
+    return Capture(name, *frames, res.facts, min_gap_s)
 
 
 def _source_name(source: Any) -> str:

@@ -51,6 +51,35 @@ def records(df: "pd.DataFrame") -> list[dict[str, Any]]:
     return out
 
 
+def _json_default(v: Any) -> Any:
+    """What :func:`json.dumps` cannot write by itself: numpy scalars, timestamps."""
+    out = _cell(v)
+    if out is v:
+        raise TypeError(f"not JSON: {type(v).__name__}")
+    return out
+
+
+def _write_nested(df: "pd.DataFrame", fh: TextIO) -> None:
+    """Rows with nested cells (findings' evidence), one JSON object per line.
+
+    Nested values are written by the C encoder as they are (numpy scalars and timestamps
+    through ``_json_default``); a row holding a NaN somewhere is cleaned by :func:`_cell`
+    first, since JSON has no NaN.
+    """
+    cols = list(df.columns)
+    fh.write("[\n")
+    first = True
+    for row in df.itertuples(index=False, name=None):
+        rec = {c: (v if isinstance(v, (dict, list)) else _cell(v)) for c, v in zip(cols, row)}
+        try:
+            text = json.dumps(rec, ensure_ascii=True, allow_nan=False, default=_json_default)
+        except ValueError:
+            text = json.dumps(_cell(rec), ensure_ascii=True, default=_json_default)
+        fh.write(text if first else ",\n" + text)
+        first = False
+    fh.write("]\n" if first else "\n]\n")
+
+
 def use_system_allocator() -> None:
     """Make Arrow allocate with the C library's malloc (returns memory, lower peaks)."""
     pa.set_memory_pool(pa.system_memory_pool())
@@ -118,9 +147,7 @@ def write_json(df: "pd.DataFrame", fh: TextIO) -> None:
     (nanoseconds), durations float seconds, missing = null, text ASCII-escaped so any byte
     sequence from a capture stays valid JSON."""
     if any(df[c].dtype == object and df[c].map(lambda v: isinstance(v, (dict, list))).any() for c in df.columns):
-        # nested evidence: the generic path (small tables only)
-        json.dump(records(df), fh, ensure_ascii=True, indent=1)
-        fh.write("\n")
+        _write_nested(df, fh)    # findings' evidence
         return
 
     def cells(i: int, n: int) -> list[pa.Array]:

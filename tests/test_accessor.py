@@ -26,7 +26,7 @@ def test_on_filters_every_table(cap, table):
 
 
 def test_filter(cap):
-    assert cap.findings.sockscope.filter() == "tcp.stream in {0 1 3}"
+    assert cap.findings.sockscope.filter() == "tcp.stream in {0,1,3}"
     assert cap.requests.sockscope.on(6).sockscope.filter() == "tcp.stream in {6}"
     assert cap.gaps.iloc[:0].sockscope.filter() == sockscope.accessor.MATCH_NOTHING
 

@@ -32,7 +32,7 @@ def test_incident_before_fix_names_client_5s_timer_with_exact_evidence():
     assert ev["last_payload_frame"] == 14
     assert killed.iloc[0]["request_index"] == 3
     assert "POST /exec" in killed.iloc[0]["summary"] and "5 s inactivity timeout" in killed.iloc[0]["summary"]
-    assert killed.iloc[0]["display_filter"] == "tcp.stream eq 0 && frame.number in {13 14 16 18}"
+    assert killed.iloc[0]["display_filter"] == "tcp.stream eq 0 && frame.number in {13,14,16,18}"
 
 
 def test_three_second_timer_is_inferred_not_assumed():

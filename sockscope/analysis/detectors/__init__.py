@@ -1,0 +1,32 @@
+"""The detectors: one module per finding family, each with its rule, evidence and prose.
+
+A detector module has ``KINDS`` (the :class:`~sockscope.analysis.model.Kind` entries it can
+produce), ``detect(ctx) -> list[Finding]`` (column-wise over a
+:class:`~sockscope.analysis.model.Context`) and ``verdict(kind, rows) -> str`` (one paragraph
+on all findings of a kind, for the text faces). A new finding family is a new module here,
+added to ``PER_CONNECTION`` (findings about one connection, computed from its rows alone
+plus the capture-wide timer clusters) or handled in ``analysis.diagnose`` when it looks
+across connections.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from sockscope.analysis.detectors import closes, heartbeat, late_response, reuse, rootcause, stale_reuse
+from sockscope.analysis.model import Kind
+
+# Order matters twice: findings of one connection are listed in this order, and text faces
+# show the kinds in the order of the registry below.
+PER_CONNECTION: tuple[ModuleType, ...] = (closes, late_response, stale_reuse, reuse, heartbeat)
+ALL: tuple[ModuleType, ...] = PER_CONNECTION + (rootcause,)
+
+_ORDER = ("client_idle_timeout", "server_abort", "client_abort", "stale_reuse", "response_after_close",
+          "server_idle_close", "connection_reuse", "root_cause_hint", "heartbeat")
+
+KINDS: dict[str, Kind] = {k.name: k for name in _ORDER for m in ALL for k in m.KINDS if k.name == name}
+MODULE_OF: dict[str, ModuleType] = {k.name: m for m in ALL for k in m.KINDS}
+
+assert set(KINDS) == set(MODULE_OF), "every kind has a place in the display order"
+
+__all__ = ["ALL", "KINDS", "MODULE_OF", "PER_CONNECTION"]

@@ -1,0 +1,184 @@
+"""Closes with something waiting, and idle keep-alive closes by the server.
+
+Kinds: ``client_idle_timeout`` (the client's timer killed a waiting request: a close after
+silence that belongs to a timer cluster), ``client_abort`` (the client closed with a request
+waiting, no timer pattern), ``server_abort`` (the server closed with a request waiting),
+``server_idle_close`` (the server closed an idle keep-alive connection). The rule is
+:func:`sockscope.analysis.closes.classify_close`, applied column-wise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sockscope.analysis import _cols
+from sockscope.analysis.model import Context, Finding, Kind
+from sockscope.analysis.text import request_type
+from sockscope.filters import stream_filter
+
+KINDS = (
+    Kind("client_idle_timeout", "error", "Client idle timeout killed requests",
+         advice="raise the client's timeout above the slowest answer, or make the server answer (or "
+                "send headers) sooner"),
+    Kind("server_abort", "error", "Server closed connections with a request outstanding",
+         advice="read the server's log at the close time: a crash, a restart or a request limit"),
+    Kind("client_abort", "warning", "Client aborted connections with a request outstanding",
+         advice="a client that cancels (deadline, user, load generator) is often by design; check its log"),
+    Kind("server_idle_close", "info", "Server closed idle keep-alive connections",
+         advice="a client that reuses sockets must close idle ones before the server's keep-alive timeout"),
+)
+
+
+def _reaction(ctx: Context, pos: int, closer: str, close_kind: str | None) -> dict[str, Any]:
+    """What the other side did after the close (its FIN/RST, data after the close)."""
+    other = "server" if closer == "client" else "client"
+    close_ns = ctx.ns("close_ts")[pos]
+    out: dict[str, Any] = {"frames": []}
+    for kind in ("fin", "rst"):
+        fr = ctx.frames(f"{other}_{kind}_frame")[pos]
+        if fr != _cols.NO_FRAME:
+            ts = ctx.ns(f"{other}_{kind}_ts")[pos]
+            out[f"{other}_{kind}_frame"] = int(fr)
+            out[f"{other}_{kind}_after_s"] = (int(ts) - int(close_ns)) / 1e9
+            out["frames"].append(int(fr))
+    late = ctx.frames("data_after_close_frame")[pos]
+    if late != _cols.NO_FRAME:
+        out["data_after_close_frame"] = int(late)
+        out["data_after_close_by"] = ctx.text("data_after_close_by")[pos]
+        out["frames"].append(int(late))
+    closer_rst = ctx.frames(f"{closer}_rst_frame")[pos]
+    if close_kind == "FIN" and closer_rst != _cols.NO_FRAME:
+        out[f"{closer}_rst_frame"] = int(closer_rst)
+        out["frames"].append(int(closer_rst))
+    return out
+
+
+def _idle_text(idle: float | None) -> str:
+    return "with no payload before it" if idle is None else f"{idle:.3f} s after the last byte"
+
+
+def _waiting_text(waiting: list[dict[str, Any]], tcp_level: bool) -> str:
+    if tcp_level:
+        return "the client's last data had no answer"
+    if not waiting:
+        return "a request was outstanding"
+    w = waiting[0]
+    more = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
+    sent = "-" if w["sent"] is None else pd.Timestamp(w["sent"]).strftime("%H:%M:%S.%f")[:-3]
+    return (f"{w['method']} {w['uri']} (request {w['index']}, sent {sent}) had no "
+            f"{'complete ' if w['outcome'] == 'partial_response' else ''}response{more}")
+
+
+def base_evidence(ctx: Context, pos: int) -> tuple[dict[str, Any], list[Any]]:
+    """The evidence every close finding carries, and the frames that show it."""
+    cl = ctx.closes
+    closer, kind = cl.closer[pos], cl.kind[pos]
+    idle = float(cl.idle_s[pos])
+    close_frame = int(ctx.frames("close_frame")[pos])
+    lp_frame = _cols.frame(ctx.frames("last_payload_frame")[pos])
+    reaction = _reaction(ctx, pos, closer, kind)
+    ev = {
+        "closer": closer, "close_kind": kind, "close_frame": close_frame,
+        "close_ts": _cols.iso(ctx.ns("close_ts")[pos]), "idle_s": None if idle != idle else idle,
+        "last_payload_frame": lp_frame, "last_payload_ts": _cols.iso(ctx.ns("last_payload_ts")[pos]),
+        "last_payload_by": ctx.text("last_payload_by")[pos],
+        "level": "tcp" if cl.tcp_level[pos] else "http",
+        "client": ctx.endpoint(pos, "client"), "server": ctx.endpoint(pos, "server"),
+        "requests": ctx.chain(pos), "reaction": reaction,
+    }
+    return ev, [close_frame, lp_frame, *reaction["frames"]]
+
+
+def detect(ctx: Context) -> list[Finding]:
+    cl = ctx.closes
+    kinds = cl.kinds()
+    found: list[Finding] = []
+    for pos in np.flatnonzero(kinds != None).tolist():  # noqa: E711
+        kind = kinds[pos]
+        cid = int(ctx.conn_id[pos])
+        ev, frames = base_evidence(ctx, pos)
+        lo, _ = ctx.req_bounds(pos)
+        waiting = [x for i, x in enumerate(ev["requests"]) if cl.req_outstanding[lo + i]]
+        for w in waiting:
+            frames += [w["first_frame"], w["request_last_frame"]]
+        k = cl.cluster_of(pos)
+        idle = ev["idle_s"]
+        tcp = bool(cl.tcp_level[pos])
+        client, server = ev["client"], ev["server"]
+        head = f"({ev['close_kind']}, frame {ev['close_frame']})"
+        req_index = waiting[0]["index"] if waiting else None
+        if kind == "client_idle_timeout":
+            assert k is not None
+            ev.update(inferred_timeout_s=k.timer_s, measured_timeout_s=k.timeout_s, timeout_cluster_size=k.count,
+                      timeout_cluster_min_s=k.min_s, timeout_cluster_max_s=k.max_s,
+                      timeout_confidence=k.confidence, timeout_round_ms=k.round_ms,
+                      same_pattern_conn_ids=list(k.conn_ids))
+            same = (f"{k.count} connection{'s' if k.count != 1 else ''} closed the same way after "
+                    f"{k.min_s:.3f}–{k.max_s:.3f} s: {k.describe()}") if k.count > 1 else \
+                f"a single occurrence, consistent with {k.describe()} (low confidence)"
+            summary = (f"client {client} closed the connection {head} {idle:.3f} s after the last byte while "
+                       f"{_waiting_text(waiting, tcp)}; {same}")
+            if tcp:
+                summary += " (TCP-level verdict: the payload is not readable HTTP)"
+        elif kind == "client_abort":
+            summary = (f"client {client} closed the connection {head} {_idle_text(idle)} while "
+                       f"{_waiting_text(waiting, tcp)}, with no timer pattern")
+        elif kind == "server_abort":
+            if k is not None:
+                ev.update(inferred_timeout_s=k.timer_s, timeout_cluster_size=k.count)
+            summary = (f"server {server} closed the connection {head} {_idle_text(idle)} while "
+                       f"{_waiting_text(waiting, tcp)}")
+        else:   # server_idle_close
+            extra = ""
+            if k is not None:
+                ev.update(inferred_timeout_s=k.timer_s, timeout_cluster_size=k.count)
+                if k.count > 1:
+                    extra = (f"; {k.count} idle connections closed by the server after "
+                             f"{k.min_s:.3f}–{k.max_s:.3f} s ({k.describe()})")
+            summary = (f"server {server} closed an idle keep-alive connection from {client} {head} after "
+                       f"{idle:.3f} s with nothing outstanding{extra}")
+            req_index = None
+        found.append(Finding(kind, _SEVERITY[kind], cid, req_index, summary, ev, stream_filter(cid, frames)))
+    return found
+
+
+_SEVERITY = {k.name: k.severity for k in KINDS}
+
+
+def verdict(kind: str, rows: pd.DataFrame) -> str:
+    """One paragraph on all findings of ``kind`` (rows of the findings table)."""
+    n = rows["conn_id"].nunique()
+    evs = rows["evidence"].tolist()
+    ev = evs[0]
+    if kind == "client_idle_timeout":
+        first_index = rows.iloc[0]["request_index"]
+        reqs = sorted({request_type(r["method"], r["uri"]) for e in evs for r in e.get("requests", [])
+                       if r["index"] == first_index} - {"- ?"})
+        lo = min(e["idle_s"] for e in evs)
+        hi = max(e["idle_s"] for e in evs)
+        level = " (TCP-level: payload not readable as HTTP)" if ev.get("level") == "tcp" else ""
+        t = ev.get("inferred_timeout_s")
+        return (f"The CLIENT destroyed {n} connection(s) after {lo:.3f}–{hi:.3f} s without a byte in either "
+                f"direction while a request was waiting for its answer{level}. Inferred timer: "
+                f"{t:g} s, measured {ev.get('measured_timeout_s'):.4f} s ({ev.get('timeout_confidence')} confidence, "
+                f"{ev.get('timeout_cluster_size')} close(s)"
+                f"{', a round number: a configured timeout' if ev.get('timeout_round_ms') else ''}). "
+                f"The server never got the chance to answer" + (f" {', '.join(reqs)}" if reqs else "") + ".")
+    if kind == "server_idle_close":
+        t = ev.get("inferred_timeout_s")
+        return f"The server closed {n} idle keep-alive connection(s) with nothing outstanding" + \
+            (f" (server keep-alive timeout ≈ {t:.3f} s)." if t else ".")
+    if kind == "client_abort":
+        idle = np.array([np.nan if e.get("idle_s") is None else e["idle_s"] for e in evs], dtype=float)
+        rst = sum(1 for e in evs if e.get("close_kind") == "RST")
+        span = f" {np.nanmin(idle):.3f}–{np.nanmax(idle):.3f} s after the last byte" if (~np.isnan(idle)).any() else ""
+        return (f"The client closed {n} connection(s){span} while a request was waiting ({rst} by RST), at "
+                f"times that form no timer pattern: cancellations, not a timeout.")
+    if kind == "server_abort":
+        rst = sum(1 for e in evs if e.get("close_kind") == "RST")
+        return (f"The SERVER closed {n} connection(s) while a request was waiting for its answer ({rst} by RST): "
+                f"the server (or something speaking for it) gave up on the request.")
+    return f"{n} connection(s): see below."
