@@ -11,53 +11,27 @@ import pandas as pd
 from rich.markup import escape
 
 from sockscope import output
-from sockscope.analysis import (close_attribution, diagnose as _diagnose, infer_timeouts, path_template,
-                                request_type)
-from sockscope.cli import CAPTURE, ENGINE, JSON, KEYLOG, EXIT_FAIL, _console, _emit, _facts_header, _load, _s, _t, main
-
-_KIND_TITLE = {
-    "client_idle_timeout": "Client idle timeout killed requests",
-    "server_abort": "Server closed connections with a request outstanding",
-    "client_abort": "Client aborted connections with a request outstanding",
-    "stale_reuse": "Requests sent on connections the server had closed",
-    "response_after_close": "Server answered into closed connections",
-    "server_idle_close": "Server closed idle keep-alive connections",
-    "connection_reuse": "Sockets reused by different clients",
-    "root_cause_hint": "What the killed sockets have in common",
-    "heartbeat": "Responses kept alive by heartbeat writes",
-}
-_ORDER = list(_KIND_TITLE)
+from sockscope.cli import CAPTURE, ENGINE, EXIT_FAIL, EXIT_USAGE, JSON, KEYLOG, _console, _facts_header, _load, main
 
 
-def _verdict(kind: str, rows: pd.DataFrame, cap) -> str:
-    n = rows["conn_id"].nunique()
-    ev = rows.iloc[0]["evidence"]
-    if kind == "client_idle_timeout":
-        t = ev.get("inferred_timeout_s")
-        reqs = sorted({request_type(r["method"], r["uri"]) for e in rows["evidence"] for r in e.get("requests", [])
-                       if r["index"] == rows.iloc[0]["request_index"]} - {"- ?"})
-        lo = min(e["idle_s"] for e in rows["evidence"])
-        hi = max(e["idle_s"] for e in rows["evidence"])
-        level = " (TCP-level: payload not readable as HTTP)" if ev.get("level") == "tcp" else ""
-        return (f"The CLIENT destroyed {n} connection(s) after {lo:.3f}–{hi:.3f} s without a byte in either "
-                f"direction while a request was waiting for its answer{level}. Inferred timer: "
-                f"{t:g} s, measured {ev.get('measured_timeout_s'):.4f} s ({ev.get('timeout_confidence')} confidence, {ev.get('timeout_cluster_size')} "
-                f"close(s){', a round number: a configured timeout' if ev.get('timeout_round_ms') else ''}). "
-                f"The server never got the chance to answer" + (f" {', '.join(reqs)}" if reqs else "") + ".")
-    if kind == "response_after_close":
-        rst = sum(1 for e in rows["evidence"] if e.get("client_rst_frame") is not None)
-        return (f"The server sent its late answer on {n} connection(s) after the client had closed them; "
-                f"{rst} drew an RST from the client's kernel: the responses were dropped.")
-    if kind == "connection_reuse":
-        uas = sorted({ua for e in rows["evidence"] for ua in e.get("user_agents", [])})
-        return f"{n} socket(s) carried requests from different clients: {', '.join(uas)}."
-    if kind == "server_idle_close":
-        t = ev.get("inferred_timeout_s")
-        return f"The server closed {n} idle keep-alive connection(s) with nothing outstanding" + \
-            (f" (server keep-alive timeout ≈ {t:.3f} s)." if t else ".")
-    if kind in ("root_cause_hint", "heartbeat"):
-        return " ".join(rows["summary"].astype(str).tolist()[:3])
-    return f"{n} connection(s): see below."
+def _select(f, kinds: tuple[str, ...], conn_ids: tuple[int, ...]):
+    """The findings rows a user asked for (--kind, --conn); unknown kinds are a usage error."""
+    from sockscope.analysis import KINDS
+
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise click.BadParameter(f"unknown finding kind {unknown[0]!r}; known: {', '.join(KINDS)}",
+                                 param_hint="--kind")
+    if kinds:
+        f = f[f["kind"].astype(str).isin(kinds)]
+    if conn_ids:
+        f = f[f["conn_id"].isin(conn_ids).fillna(False).astype(bool)]
+    return f
+
+
+_SEVERITY_COLOR = {"error": "red", "warning": "yellow"}
+_KEEP_EXCHANGES = (2, 6)   # request/answer lines kept at the start and end of a long story
+_MAX_TIMERS = 6
 
 
 @main.command()
@@ -67,6 +41,13 @@ def _verdict(kind: str, rows: pd.DataFrame, cap) -> str:
 @KEYLOG
 @click.option("--min-gap", type=float, default=1.0, show_default=True,
               help="Silences at least this long (s) are listed as gaps.")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND",
+              help="Only findings of this kind (repeatable): client_idle_timeout, client_abort, ...")
+@click.option("--conn", "conn_ids", type=int, multiple=True, metavar="ID",
+              help="Only findings on this connection (repeatable); its whole story is shown.")
+@click.option("--examples", type=click.IntRange(0, 1000), default=3, show_default=True,
+              help="Example connections shown per finding kind in the text report.")
+@click.option("--all", "show_all", is_flag=True, help="Show every affected connection, not only examples.")
 @click.option("--log", "logs", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="An application log (client or server) to align with the capture: its clock offset is "
                    "estimated from the requests it names and its lines are shown on their connections. "
@@ -75,82 +56,149 @@ def _verdict(kind: str, rows: pd.DataFrame, cap) -> str:
               help="Regex with a named group 'ts' (optional 'port', 'method', 'path', 'msg') for logs whose "
                    "timestamp is not at the start of the line.")
 def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, min_gap: float,
-             logs: tuple[str, ...] = (), log_regex: str | None = None) -> None:
+             kinds: tuple[str, ...] = (), conn_ids: tuple[int, ...] = (), examples: int = 3,
+             show_all: bool = False, logs: tuple[str, ...] = (), log_regex: str | None = None) -> None:
     """Who killed each connection, after how long, with what outstanding; the evidence to check it.
 
-    Prints the verdict first (one paragraph per finding kind), then a short timeline per affected
-    connection. Every figure names its frames; each finding has a Wireshark display filter.
-    With --log, each log file's clock offset to the capture is printed after the verdict and
-    its lines appear (📝) in the timelines of the connections they mention.
+    The text report is bounded whatever the capture's size: the findings by kind with counts,
+    the timers inferred from the closes, then per kind its verdict, what to do, and a few
+    example connections (the commonest patterns first) with their timelines and Wireshark
+    filters. --all shows every affected connection; --kind and --conn select findings (also
+    for --json, which always carries every figure). With --log, each log's clock offset is
+    printed and its lines appear (📝) in the timelines of the connections they mention.
 
     \b
     Example:
       sockscope diagnose captures/crafted/incident-before-fix.pcap
+      sockscope diagnose big.pcap --kind client_abort --all
       sockscope diagnose --json capture.pcap | jq '.[] | select(.kind == "client_idle_timeout")'
       sockscope diagnose capture.pcap --log client.log --log server.log
     """
     cap = _load(capture, engine=engine, min_gap_s=min_gap, tls_keylog=tls_keylog)
-    f = cap.findings
+    f = _select(cap.findings, kinds, conn_ids)
     aligned, offsets = _align(cap, logs, log_regex) if logs else (None, {})
     if as_json:
         output.write_json(f if aligned is None else _with_log_evidence(f, aligned, offsets), sys.stdout)
         return
+    _report(cap, f, aligned, offsets, examples=examples, show_all=show_all or bool(conn_ids),
+            capture=capture, selected=bool(kinds or conn_ids))
+
+
+def _report(cap, f, aligned, offsets, *, examples: int, show_all: bool, capture: str, selected: bool) -> None:
+    """The bounded text report (see ``diagnose --help``)."""
+    from sockscope.analysis import report, verdict
+
     con = _console()
     con.print(_facts_header(cap))
     if f.empty:
-        con.print("\n[green]No findings[/green]: no connection was closed with a request outstanding, "
-                  "no late answers, no stale reuse.")
+        if selected:
+            con.print("\nNo findings match the selection.")
+        else:
+            con.print("\n[green]No findings[/green]: no connection was closed with a request outstanding, "
+                      "no late answers, no stale reuse.")
         _print_offsets(con, offsets)
         return
-    kinds = sorted(f["kind"].astype(str).unique(), key=lambda k: _ORDER.index(k) if k in _ORDER else 99)
-    con.print()
-    for kind in kinds:
-        rows = f[f["kind"].astype(str) == kind]
-        sev = str(rows.iloc[0]["severity"])
-        color = {"error": "red", "warning": "yellow"}.get(sev, "cyan")
-        n_conn = rows["conn_id"].nunique()
-        con.print(f"[bold {color}]{_KIND_TITLE.get(kind, kind)}[/bold {color}] "
-                  f"[dim]({kind}{f', {n_conn} connection(s)' if n_conn else ''})[/dim]")
-        con.print("  " + escape(_verdict(kind, rows, cap)))
+    groups = report.group(f, examples=examples)
+    n_conn = int(f["conn_id"].dropna().nunique())
+    con.print(f"\n[bold]{len(f):,} finding(s)[/bold] on {n_conn:,} of {len(cap.connections):,} connection(s):")
+    for g in groups:
+        color = _SEVERITY_COLOR.get(g.severity, "cyan")
+        on = f"{g.connections:,} connection(s)" if g.connections else f"{g.findings} finding(s)"
+        con.print(f"  [{color}]{g.severity:<7}[/{color}] {g.kind:<21} {on:>20}   {escape(g.title)}")
+    clusters = cap.diagnosis.clusters
+    timers = cap.diagnosis.timers
+    if clusters:
+        con.print("\n[bold]Timers inferred from idle closes[/bold] (two or more closes that agree, or one at a "
+                  "round value):")
+        for k in timers[:_MAX_TIMERS]:
+            con.print("  " + escape(k.headline()))
+        if not timers:
+            con.print("  none")
+        other = len(clusters) - min(len(timers), _MAX_TIMERS)
+        if other > 0:
+            con.print(f"  [dim]… {other} other group(s) of idle closes: smaller, single or too spread out for "
+                      f"one timer[/dim]")
     _print_offsets(con, offsets)
-    conns = cap.connections.set_index("conn_id")
-    affected = [cid for cid in f[f["severity"].astype(str) != "info"]["conn_id"].dropna().unique()]
-    for cid in affected:
-        c = conns.loc[cid]
-        con.print(f"\n[bold]connection {cid}[/bold] {c.client_ip}:{c.client_port} → {c.server_ip}:{c.server_port}"
-                  f"   [dim]tcp.stream eq {cid}[/dim]")
-        events: list[tuple[Any, str]] = []
-        for r in cap.requests[cap.requests["conn_id"] == cid].itertuples():
-            ua = "" if pd.isna(r.user_agent) else f" [{r.user_agent}]"
-            if not pd.isna(r.request_start):
-                events.append((r.request_start, f"→ request {r.index}: {r.method} {r.uri}{ua} (frame {r.first_frame})"))
-            if not pd.isna(r.response_start):
-                events.append((r.response_start, f"← {r.status} {'' if pd.isna(r.reason) else r.reason} "
-                                                  f"for request {r.index} (ttfb {_s(r.ttfb_s)} s)"))
-        if not pd.isna(c.last_payload_ts):
-            events.append((c.last_payload_ts, f"  last byte on the socket (frame {c.last_payload_frame}, "
-                                              f"{c.last_payload_by}) — silence begins"))
-        if not pd.isna(c.close_ts):
-            events.append((c.close_ts, f"✖ {c.closed_by} sends {c.close_kind} (frame {c.close_frame}) after "
-                                       f"{_s(c.idle_before_close_s)} s of silence"))
-        for side in ("client", "server"):
-            for kind in ("fin", "rst"):
-                fr = getattr(c, f"{side}_{kind}_frame")
-                if not pd.isna(fr) and fr != c.close_frame:
-                    events.append((getattr(c, f"{side}_{kind}_ts"), f"  {side} {kind.upper()} (frame {fr})"))
-        if not pd.isna(c.data_after_close_frame):
-            events.append((c.data_after_close_ts, f"  {c.data_after_close_by} sends {c.data_after_close_bytes} bytes "
-                                                  f"after the close (frame {c.data_after_close_frame})"))
-        if aligned is not None:
-            events.extend(_log_events(aligned, int(cid), c))
-        events.sort(key=lambda e: e[0])
-        for ts, text in events:
-            con.print(f"  {_t(ts)}  {escape(text)}", soft_wrap=text.startswith("📝"))
-        for r in f[f["conn_id"] == cid].itertuples():
-            if str(r.severity) != "info":
-                con.print(f"  [dim]{r.kind}: {escape(str(r.display_filter))}[/dim]")
+    ctx = cap.diagnosis.context
+    told: set[int] = set()       # connections whose story is already on screen
+    for g in groups:
+        color = _SEVERITY_COLOR.get(g.severity, "cyan")
+        con.print(f"\n[bold {color}]{escape(g.title)}[/bold {color}] [dim]({g.kind}"
+                  f"{f', {g.connections:,} connection(s)' if g.connections else ''})[/dim]")
+        con.print("  " + escape(verdict(g.kind, g.rows)), soft_wrap=False)
+        if g.advice:
+            con.print(f"  [dim]What to do:[/dim] {escape(g.advice)}")
+        if len(g.patterns) > 1:
+            top = list(g.patterns.items())[:4]
+            con.print("  [dim]Patterns:[/dim] " + escape("; ".join(f"{p} ×{n:,}" for p, n in top))
+                      + (f" [dim](+{len(g.patterns) - 4} more)[/dim]" if len(g.patterns) > 4 else ""))
+        shown = sorted(set(g.rows["conn_id"].dropna().astype(int))) if show_all else g.examples
+        if g.severity == "info" and not show_all:
+            shown = shown[:1]
+        for cid in shown:
+            rows = g.rows[g.rows["conn_id"] == cid]
+            timeline = g.severity != "info" or show_all
+            _print_connection(con, ctx, cid, rows, aligned, timeline=timeline, told=cid in told)
+            if timeline:
+                told.add(cid)
+        if not g.connections:    # findings about groups of connections: their filters
+            for r in g.rows.head(3).itertuples():
+                con.print(f"  [dim]{r.kind}: {escape(_short(str(r.display_filter)))}[/dim]")
+        rest = g.connections - len(shown)
+        if rest > 0:
+            con.print(f"  [dim]… {rest:,} more connection(s): sockscope diagnose {escape(capture)} --kind {g.kind} "
+                      f"--all  (or --conn ID, --json)[/dim]")
     con.print("\n[dim]Paste a filter into Wireshark to see exactly the packets behind a finding; "
               "`--json` gives every figure.[/dim]")
+
+
+def _elide_exchanges(events: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """A long connection's story, bounded: its first and last request/answer lines, and every
+    other line (the silence, closes, late data, log lines) whatever their number."""
+    routine = [i for i, (_, text) in enumerate(events) if text.startswith(("→", "←"))]
+    head, tail = _KEEP_EXCHANGES
+    if len(routine) <= head + tail + 1:
+        return events
+    drop = set(routine[head:len(routine) - tail])
+    out, marked = [], False
+    for i, e in enumerate(events):
+        if i not in drop:
+            out.append(e)
+        elif not marked:
+            out.append((e[0], f"  … {len(drop)} request/answer line(s) of earlier exchanges"))
+            marked = True
+    return out
+
+
+def _short(display_filter: str, limit: int = 300) -> str:
+    """A filter cut for a terminal line (``--json`` has it whole)."""
+    return display_filter if len(display_filter) <= limit else display_filter[:limit] + "… (whole in --json)"
+
+
+def _print_connection(con, ctx, cid: int, rows, aligned, timeline: bool, told: bool = False) -> None:
+    from sockscope.analysis import report
+    from sockscope.analysis._cols import hms
+
+    pos = int((ctx.conn_id == cid).argmax())
+    client, server = ctx.endpoint(pos, "client"), ctx.endpoint(pos, "server")
+    con.print(f"  [bold]connection {cid}[/bold] {client} → {server}   [dim]tcp.stream eq {cid}"
+              f"{' (its timeline is above)' if told else ''}[/dim]")
+    if told:
+        pass
+    elif not timeline:
+        for r in rows.itertuples():
+            con.print(f"    {escape(str(r.summary))}")
+    else:
+        events = [(e.ts_ns, e.text) for e in report.connection_events(ctx, cid)]
+        if aligned is not None:
+            c = ctx.conns.iloc[pos]
+            events.extend((int(ts.value), text) for ts, text in _log_events(aligned, int(cid), c))
+            events.sort(key=lambda e: e[0])
+        events = _elide_exchanges(events)
+        for ts, text in events:
+            con.print(f"    {hms(ts)}  {escape(text)}", soft_wrap=text.startswith("📝"))
+    for r in rows.itertuples():
+        con.print(f"    [dim]{r.kind}: {escape(str(r.display_filter))}[/dim]")
 
 
 def _align(cap, logs: tuple[str, ...], regex: str | None) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
@@ -224,24 +272,22 @@ def _with_log_evidence(f: pd.DataFrame, aligned: pd.DataFrame, offsets: dict[str
     return out
 
 
-def _header_rule(spec: str) -> tuple[str, str, str, str]:
+def _rules(no_kinds, max_idle_close, headers, separate, never_after) -> list:
+    """The check rules from the command line; a malformed rule is a usage error (exit 2)."""
+    from sockscope.analysis import check as chk
+
     try:
-        target, header = spec.split(":", 1)
-        method, prefix = target.strip().split(None, 1)
-        name, value = header.split(":", 1)
-    except ValueError:
-        raise click.BadParameter(f"expected 'METHOD PATH-PREFIX: Header: value', got {spec!r}", param_hint="--header")
-    return method.strip(), prefix.strip(), name.strip().lower(), value.strip().lower()
-
-
-_HEADER_COLUMNS = {"connection": ("req_connection", "resp_connection"), "keep-alive": ("resp_keep_alive",),
-                   "host": ("host",), "user-agent": ("user_agent",),
-                   "content-type": ("req_content_type", "resp_content_type")}
-
-
-def _matches(reqs: pd.DataFrame, method: str, prefix: str) -> pd.Series:
-    return (reqs["method"].astype("string").str.upper() == method.upper()) & \
-        reqs["uri"].astype("string").str.startswith(prefix).fillna(False)
+        rules: list = [chk.NoKind(k) for k in no_kinds]
+        if max_idle_close is not None:
+            rules.append(chk.MaxIdleClose(max_idle_close))
+        rules += [chk.Header.parse(h) for h in headers]
+        rules += [chk.Separate(chk.RequestKind.parse(a), chk.RequestKind.parse(b)) for a, b in separate]
+        rules += [chk.NeverAfter(chk.RequestKind.parse(a), chk.RequestKind.parse(b)) for a, b in never_after]
+    except chk.RuleError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not rules:
+        raise click.UsageError("no rule given: use --no, --max-idle-close, --header, --separate or --never-after")
+    return rules
 
 
 @main.command()
@@ -254,101 +300,47 @@ def _matches(reqs: pd.DataFrame, method: str, prefix: str) -> pd.Series:
 @click.option("--header", "headers", multiple=True, metavar="'METHOD PATH-PREFIX: Header: value'",
               help="Fail unless every matching request or its response carries the header (Connection, "
                    "Keep-Alive, Content-Type, Host, User-Agent). Repeatable.")
+@click.option("--never-after", "never_after", nargs=2, multiple=True, metavar="'METHOD PREFIX' 'METHOD PREFIX'",
+              help="Fail if a request of the second kind is sent on a connection that earlier carried one of "
+                   "the first kind (order matters). Repeatable.")
 @click.option("--separate", nargs=2, multiple=True, metavar="'METHOD PREFIX' 'METHOD PREFIX'",
-              help="Fail if requests of both kinds ever share a connection. Repeatable.")
+              help="Fail if requests of both kinds ever share a connection, in either order. Repeatable.")
+@click.option("--allow-empty", is_flag=True,
+              help="A rule whose requests match nothing passes (default: usage error, exit 2).")
 @JSON
 def check(capture: str, no_kinds: tuple[str, ...], max_idle_close: float | None, headers: tuple[str, ...],
-          separate: tuple[tuple[str, str], ...], as_json: bool) -> None:
+          never_after: tuple[tuple[str, str], ...], separate: tuple[tuple[str, str], ...], allow_empty: bool,
+          as_json: bool) -> None:
     """Assert properties of a capture for CI: exit 0 when every rule holds, 1 when one fails.
 
     The incident's validation plan is three rules: GET /files answered with Connection: close,
-    POST /exec never on the socket of GET /files, and no client-side close while a request waits.
+    POST /exec never sent on a socket that carried GET /files before it, and no client-side
+    close while a request waits. A rule whose requests match nothing is a usage error (exit 2):
+    a typo must not pass.
 
     \b
     Example:
       sockscope check after.pcap --no client_idle_timeout \\
-          --header 'GET /files: Connection: close' --separate 'GET /files' 'POST /exec'
+          --header 'GET /files: Connection: close' --never-after 'GET /files' 'POST /exec'
     """
-    rules = [_header_rule(h) for h in headers]
-    for h in rules:
-        if h[2] not in _HEADER_COLUMNS:
-            raise click.BadParameter(f"header {h[2]!r} is not recorded; use one of {', '.join(_HEADER_COLUMNS)}",
-                                     param_hint="--header")
+    from sockscope.analysis.check import check as run_check
+
+    rules = _rules(no_kinds, max_idle_close, headers, separate, never_after)
     cap = _load(capture)
-    results: list[dict[str, Any]] = []
-    f = cap.findings
-    for kind in no_kinds:
-        hits = f[f["kind"].astype(str) == kind]
-        results.append({"rule": f"--no {kind}", "ok": hits.empty,
-                        "reason": "none found" if hits.empty else
-                        f"{len(hits)} {kind} finding(s) on connection(s) {sorted(set(hits['conn_id'].dropna().astype(int)))}: "
-                        f"{hits.iloc[0]['summary']}"})
-    if max_idle_close is not None:
-        closes = close_attribution(cap.connections, cap.requests)
-        bad = [ci for ci in closes.values() if ci.outstanding and ci.idle_s is not None and ci.idle_s <= max_idle_close]
-        results.append({"rule": f"--max-idle-close {max_idle_close:g}", "ok": not bad,
-                        "reason": "no waiting request was cut off by a short idle close" if not bad else
-                        f"{len(bad)} connection(s) closed by the {bad[0].closer} after {bad[0].idle_s:.3f} s with a "
-                        f"request outstanding (connection {bad[0].conn_id})"})
-    reqs = cap.requests
-    for spec, (method, prefix, name, value) in zip(headers, rules):
-        sel = reqs[_matches(reqs, method, prefix)]
-        missing = []
-        for r in sel.itertuples():
-            vals = [getattr(r, col) for col in _HEADER_COLUMNS[name]]
-            if not any((not pd.isna(v)) and value in str(v).lower() for v in vals):
-                missing.append(r)
-        ok = not missing and len(sel) > 0
-        reason = (f"all {len(sel)} matching request(s) carry it" if ok else
-                  f"no request matches {method} {prefix}" if not len(sel) else
-                  f"{len(missing)} of {len(sel)} lack it (first: connection {missing[0].conn_id} request "
-                  f"{missing[0].index}, frame {missing[0].first_frame})")
-        results.append({"rule": f"--header '{spec}'", "ok": ok, "reason": reason})
-    for a, b in separate:
-        ma, pa = a.split(None, 1) if " " in a else (a, "/")
-        mb, pb = b.split(None, 1) if " " in b else (b, "/")
-        ca = set(reqs[_matches(reqs, ma, pa)]["conn_id"])
-        cb = set(reqs[_matches(reqs, mb, pb)]["conn_id"])
-        both = sorted(ca & cb)
-        conns = cap.connections.set_index("conn_id")
-        results.append({"rule": f"--separate '{a}' '{b}'", "ok": not both,
-                        "reason": f"never on one connection ({len(ca)} vs {len(cb)} connections)" if not both else
-                        f"{len(both)} connection(s) carry both, e.g. connection {both[0]} (client port "
-                        f"{conns.loc[both[0]].client_port})"})
-    if not results:
-        raise click.UsageError("no rule given: use --no, --max-idle-close, --header or --separate")
-    failed = [r for r in results if not r["ok"]]
+    res = run_check(cap, rules, allow_empty=allow_empty)
     if as_json:
-        json.dump({"ok": not failed, "capture": capture, "rules": results}, sys.stdout, indent=1)
+        json.dump({"ok": res.ok, "capture": capture,
+                   "rules": [r.as_dict() for r in res.results]}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        for r in results:
-            click.echo(f"{'PASS' if r['ok'] else 'FAIL'}  {r['rule']}: {r['reason']}")
-    sys.exit(EXIT_FAIL if failed else 0)
-
-
-def _profile(cap) -> dict[str, Any]:
-    f = cap.findings
-    reqs = cap.requests.copy()
-    reqs["type"] = [request_type(m, u) for m, u in zip(reqs["method"], reqs["uri"])]
-    per_conn = reqs.groupby("conn_id")["index"].count()
-    reqs["reused"] = reqs["conn_id"].map(per_conn) > 1
-    types = {}
-    for t, grp in reqs.groupby("type"):
-        types[t] = {
-            "requests": int(len(grp)), "connections": int(grp["conn_id"].nunique()),
-            "on_reused_sockets": int(grp["reused"].sum()),
-            "killed": int((grp["outcome"].astype(str) != "complete").sum()),
-            "resp_connection_close": int(grp["resp_connection"].astype("string").str.lower()
-                                         .str.contains("close").fillna(False).sum()),
-        }
-    closes = close_attribution(cap.connections, cap.requests)
-    timers = [{"side": k.side, "outstanding": k.outstanding, "timeout_s": k.timer_s,
-               "measured_s": k.timeout_s, "count": k.count}
-              for k in infer_timeouts(closes.values())]
-    return {"connections": int(len(cap.connections)), "requests": int(len(reqs)),
-            "findings": {str(k): int(v) for k, v in f["kind"].astype(str).value_counts().items()},
-            "request_types": types, "timers": timers}
+        for r in res.results:
+            word = "EMPTY" if r.empty and not r.ok else "PASS" if r.ok else "FAIL"
+            click.echo(f"{word}  {r.rule}: {r.reason}")
+    if res.empty and not allow_empty:
+        click.echo(f"sockscope: {len(res.empty)} rule(s) match no request in {capture} "
+                   f"(a typo?); --allow-empty lets them pass", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(0 if res.ok else EXIT_FAIL)
 
 
 @main.command()
@@ -358,31 +350,20 @@ def _profile(cap) -> dict[str, Any]:
 def compare(before: str, after: str, as_json: bool) -> None:
     """Before vs after a fix: findings, reuse, killed requests, timers, headers per request type.
 
-    Verdict: "fixed" when the error findings of BEFORE are gone in AFTER, "not fixed" when they
-    remain, "changed" otherwise.
+    Verdict: "fixed" when the error and warning findings of BEFORE are gone in AFTER, "not
+    fixed" when they remain, "changed" otherwise. A timer is claimed only for two or more
+    closes alike; a single close is reported as such.
 
     \b
     Example:
       sockscope compare captures/crafted/incident-before-fix.pcap captures/crafted/incident-after-fix.pcap
     """
-    b, a = _profile(_load(before)), _profile(_load(after))
-    errors = ("client_idle_timeout", "server_abort", "client_abort", "stale_reuse", "response_after_close")
-    eb = {k: v for k, v in b["findings"].items() if k in errors}
-    ea = {k: v for k, v in a["findings"].items() if k in errors}
-    if eb and not ea:
-        verdict = "fixed"
-        reason = "gone after: " + ", ".join(f"{v} {k}" for k, v in eb.items())
-    elif ea and any(k in eb for k in ea):
-        verdict = "not fixed"
-        reason = "still there: " + ", ".join(f"{v} {k} (before {eb.get(k, 0)})" for k, v in ea.items())
-    elif ea:
-        verdict = "changed"
-        reason = "new problems after: " + ", ".join(f"{v} {k}" for k, v in ea.items())
-    else:
-        verdict = "changed" if b != a else "unchanged"
-        reason = "no error findings in either capture"
+    from sockscope.analysis.compare import compare as run_compare, profile
+
+    res = run_compare(profile(_load(before)), profile(_load(after)))
+    b, a, verdict = res.before, res.after, res.verdict
     if as_json:
-        json.dump({"verdict": verdict, "reason": reason, "before": b, "after": a}, sys.stdout, indent=1)
+        json.dump(res.as_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
         return
     from rich.table import Table
@@ -400,15 +381,14 @@ def compare(before: str, after: str, as_json: bool) -> None:
         t.add_column(col, justify="left" if col == "type" else "right")
     for typ in sorted(set(b["request_types"]) | set(a["request_types"])):
         x, y = b["request_types"].get(typ, {}), a["request_types"].get(typ, {})
-        t.add_row(typ, *[f"{x.get(k, 0)} → {y.get(k, 0)}" for k in
-                         ("requests", "connections", "on_reused_sockets", "killed", "resp_connection_close")])
+        t.add_row(escape(typ), *[f"{x.get(k, 0)} → {y.get(k, 0)}" for k in
+                                 ("requests", "connections", "on_reused_sockets", "killed", "resp_connection_close")])
     con.print(t)
     for name, p in (("before", b), ("after", a)):
-        for k in p["timers"]:
-            con.print(f"{name}: {k['side']}-side timer {k['timeout_s']:.3f} s "
-                      f"({'request outstanding' if k['outstanding'] else 'idle keep-alive'}, {k['count']} close(s))")
+        for k in p["timers"][:_MAX_TIMERS]:
+            con.print(f"{name}: {escape(k['headline'])}")
     color = {"fixed": "green", "not fixed": "red"}.get(verdict, "yellow")
-    con.print(f"\n[bold {color}]{verdict}[/bold {color}]: {reason}")
+    con.print(f"\n[bold {color}]{verdict}[/bold {color}]: {escape(res.reason)}")
 
 
 @main.command()

@@ -289,16 +289,16 @@ def test_cli_prints_offsets_and_log_lines(name):
     for src in ("client.log", "server.log"):
         want, n = MEASURED[(name, src)]
         assert f"{src}: clock offset {want:+.6f} s from {n} matched requests, spread" in out
-    # offsets come after the verdict, before the first connection timeline
+    # offsets come after the findings by kind, before the first connection timeline
     assert out.index("clock offset") > out.index("Client idle timeout") and \
-        out.index("clock offset") < out.index("\nconnection ")
+        out.index("clock offset") < out.index("\n  connection ")
     hang = [line for line in out.splitlines() if "socket hang up" in line]
     assert len(hang) == len(KILLED_PORTS[name])
     for line in hang:
         assert "📝 client.log:" in line
         assert re.search(r"\(\d+\.\d ms after the client FIN\)$", line), line
     # each hang-up line sits in its own connection's block, after that connection's FIN line
-    blocks = out.split("\nconnection ")[1:]
+    blocks = out.split("\n  connection ")[1:]
     for port in KILLED_PORTS[name]:
         blk = next(b for b in blocks if f":{port} →" in b.splitlines()[0])
         assert f"local_port={port}" in blk and "socket hang up" in blk

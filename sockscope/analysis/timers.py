@@ -6,9 +6,13 @@ step to the next value exceeds max(``CLUSTER_ABS_S``, ``CLUSTER_REL`` x value) (
 linkage). A cluster's value is its minimum: a timer fires at T after the last activity and
 scheduling only adds delay. Nothing assumes 5 s.
 
-A timer is *claimed* only for a cluster of two or more closes, or for one close whose idle time
-is a round number of milliseconds (then with low confidence); one close at an arbitrary
-value is "one close after X s", never a timer.
+A timer is *claimed* only for a cluster of two or more closes whose spread is tight (at most
+max(``TIMER_SPREAD_ABS_S``, ``TIMER_SPREAD_REL`` x value): a timer's closes agree to within
+scheduling delay, while single linkage can chain a dense run of ordinary closes into one
+wide cluster) and that stand out from the closes around them (more closes in the cluster than
+in its whole neighbourhood), or for one close whose idle time is a round number of
+milliseconds (then with low confidence); one close at an arbitrary value is "one close after
+X s", never a timer.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ import numpy as np
 MIN_TIMER_S = 0.5          # closes quicker than this after the last byte are not idle timers
 CLUSTER_ABS_S = 0.020     # timers fire late by up to tens of ms on a busy host
 CLUSTER_REL = 0.004
+# A timer's closes agree: a cluster spread wider than this is a dense run of ordinary closes
+# that single linkage chained together (think times of a load generator), not one timer.
+TIMER_SPREAD_ABS_S = 0.050
+TIMER_SPREAD_REL = 0.02
+# ...and stand out from the closes around them: among thousands of closes at random times a
+# few always fall close together somewhere. A timer's cluster holds more closes than all the
+# other closes of its group within +-BACKGROUND_SPAN x its width (at least +-BACKGROUND_MIN_S)
+# together: a peak, not a bump in a crowd.
+BACKGROUND_SPAN = 10
+BACKGROUND_MIN_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +51,7 @@ class TimeoutCluster:
     round_ms: bool            # the value is a round number of milliseconds (e.g. 5000 ms)
     conn_ids: tuple[int, ...]
     configured_s: float | None = None   # the round value the timer was most likely set to
-
+    neighbours: int = 0                 # other closes of its group around it (see BACKGROUND_SPAN)
     @property
     def timer_s(self) -> float:
         """The configured value when one is evident, else the measured minimum."""
@@ -48,9 +62,21 @@ class TimeoutCluster:
         return "high" if self.count >= 3 else ("medium" if self.count == 2 else "low")
 
     @property
+    def tight(self) -> bool:
+        """The closes agree as one timer's would (spread within scheduling delay)."""
+        return self.spread_s <= max(TIMER_SPREAD_ABS_S, TIMER_SPREAD_REL * self.timeout_s)
+
+    @property
+    def stands_out(self) -> bool:
+        """More closes in the cluster than in its whole neighbourhood: a peak."""
+        return self.count > self.neighbours
+
+    @property
     def is_timer(self) -> bool:
-        """Enough to call it a timer: several closes alike, or one at a round value."""
-        return self.count >= 2 or self.round_ms
+        """Enough to call it a timer: several closes that agree and stand out, or one at a round value."""
+        if self.count == 1:      # a lone close at a round value, and no other close near it
+            return self.round_ms and self.stands_out
+        return self.tight and self.stands_out
 
     def describe(self) -> str:
         t = fmt_timer(self.timer_s)
@@ -58,14 +84,21 @@ class TimeoutCluster:
         return f"a {self.side}-side {t} {what}"
 
     def headline(self) -> str:
-        """One line for a text face: a timer with its confidence, or a single close said as such."""
+        """One line for a text face. "Timer" is said only of two or more closes alike; one
+        close is "one close after X s", with a note when X is a round value."""
         what = "request outstanding" if self.outstanding else "idle keep-alive"
-        if not self.is_timer:
-            return f"{self.side}: one close after {self.timeout_s:.3f} s ({what}); one sample is not a timer"
-        n = f"{self.count} close{'s' if self.count != 1 else ''}"
-        span = f"measured {self.min_s:.3f}–{self.max_s:.3f} s" if self.count > 1 else f"measured {self.min_s:.3f} s"
-        return (f"{self.side}-side timer {fmt_timer(self.timer_s)} ({what}; {n}, {span}, "
-                f"{self.confidence} confidence)")
+        if self.count == 1:
+            note = (f"a round value: perhaps a {fmt_timer(self.timer_s)} timer, low confidence" if self.is_timer
+                    else "one sample is not a timer")
+            return f"{self.side}: one close after {self.timeout_s:.3f} s ({what}; {note})"
+        if not self.tight:
+            return (f"{self.side}: {self.count} closes after {self.min_s:.3f}–{self.max_s:.3f} s ({what}; too "
+                    f"spread out for one timer)")
+        if not self.stands_out:
+            return (f"{self.side}: {self.count} closes after {self.min_s:.3f}–{self.max_s:.3f} s ({what}; "
+                    f"{self.neighbours} more close by: no timer stands out)")
+        return (f"{self.side}-side timer {fmt_timer(self.timer_s)} ({what}; {self.count} closes, measured "
+                f"{self.min_s:.3f}–{self.max_s:.3f} s, {self.confidence} confidence)")
 
 
 def fmt_timer(t: float) -> str:
@@ -114,9 +147,13 @@ def cluster_closes(side: np.ndarray, outstanding: np.ndarray, idle_s: np.ndarray
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 xs, ids = v[lo:hi], rows[lo:hi]
                 t = float(xs[0])
+                width = max(float(xs[-1] - xs[0]), CLUSTER_ABS_S)
+                reach = max(BACKGROUND_SPAN * width, BACKGROUND_MIN_S)
+                around = (np.searchsorted(v, xs[-1] + reach, "right") - np.searchsorted(v, t - reach, "left")
+                          - (hi - lo))
                 k = TimeoutCluster(s, out, t, int(hi - lo), t, float(xs[-1]), float(xs[-1] - xs[0]),
                                    round_timer(t) is not None, tuple(sorted(int(c) for c in conn_id[ids])),
-                                   round_timer(t))
+                                   round_timer(t), int(around))
                 found.append((k, ids))
     found.sort(key=lambda kv: (-kv[0].count, kv[0].side, kv[0].timeout_s))
     for i, (_, ids) in enumerate(found):

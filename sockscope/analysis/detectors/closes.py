@@ -168,9 +168,18 @@ def verdict(kind: str, rows: pd.DataFrame) -> str:
                 f"{', a round number: a configured timeout' if ev.get('timeout_round_ms') else ''}). "
                 f"The server never got the chance to answer" + (f" {', '.join(reqs)}" if reqs else "") + ".")
     if kind == "server_idle_close":
-        t = ev.get("inferred_timeout_s")
-        return f"The server closed {n} idle keep-alive connection(s) with nothing outstanding" + \
-            (f" (server keep-alive timeout ≈ {t:.3f} s)." if t else ".")
+        # one keep-alive timeout per server: the timer of each server's commonest cluster
+        per: dict[str, dict[float, int]] = {}
+        for e in evs:
+            if e.get("inferred_timeout_s") is not None and e.get("timeout_cluster_size", 0) > 1:
+                t = per.setdefault(e["server"], {})
+                t[e["inferred_timeout_s"]] = t.get(e["inferred_timeout_s"], 0) + 1
+        timers = sorted(((srv, max(ts, key=ts.get), sum(ts.values())) for srv, ts in per.items()),
+                        key=lambda x: -x[2])
+        shown = "; ".join(f"{srv} after ≈ {t:g} s ({c})" for srv, t, c in timers[:5])
+        more = f"; {len(timers) - 5} more server(s)" if len(timers) > 5 else ""
+        return (f"The server closed {n} idle keep-alive connection(s) with nothing outstanding"
+                + (f". Keep-alive timeouts: {shown}{more}." if timers else "."))
     if kind == "client_abort":
         idle = np.array([np.nan if e.get("idle_s") is None else e["idle_s"] for e in evs], dtype=float)
         rst = sum(1 for e in evs if e.get("close_kind") == "RST")

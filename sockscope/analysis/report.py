@@ -1,0 +1,147 @@
+"""A bounded account of a diagnosis, for text faces and reports.
+
+A capture with thousands of findings cannot be read finding by finding. This module groups
+findings by kind (registry order, counts), picks a few telling examples per kind and lists
+a connection's story as timed events. The faces only lay these out.
+
+Examples are chosen for coverage: findings of a kind are grouped by *pattern* (the request
+type that was waiting and how the connection was closed); patterns are visited largest
+first, one example each, round after round, the earliest connection of a pattern first. So
+three examples of 700 client aborts show the three commonest ways they happened, not three
+copies of one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sockscope.analysis import _cols
+from sockscope.analysis.detectors import KINDS
+from sockscope.analysis.model import Context
+from sockscope.analysis.text import request_type
+
+@dataclass(frozen=True, slots=True)
+class KindGroup:
+    """All findings of one kind: how many, on how many connections, and the examples."""
+
+    kind: str
+    severity: str
+    title: str
+    advice: str
+    findings: int
+    connections: int
+    rows: pd.DataFrame            # the findings of this kind (table rows)
+    examples: list[int]           # conn_ids, most telling first
+    patterns: dict[str, int]      # pattern -> findings, largest first
+
+
+def pattern(ev: dict[str, Any], request_index: Any) -> str:
+    """What a finding's connection was doing: the waiting request's type and the close."""
+    what = "-"
+    if not _cols.na(request_index):
+        for r in ev.get("requests", ()):
+            if r.get("index") == request_index:
+                what = request_type(r.get("method"), r.get("uri"))
+                break
+    elif ev.get("level") == "tcp":
+        what = "TCP payload"
+    close = " ".join(str(x) for x in (ev.get("closer"), ev.get("close_kind")) if x)
+    return f"{what}, {close}" if close else what
+
+
+def _pick(conn_ids: list[int], keys: list[str], n: int) -> tuple[list[int], dict[str, int]]:
+    by: dict[str, list[int]] = {}
+    for cid, k in zip(conn_ids, keys):
+        by.setdefault(k, []).append(cid)
+    order = sorted(by, key=lambda k: (-len(by[k]), k))
+    picked: list[int] = []
+    seen: set[int] = set()
+    depth = 0
+    while len(picked) < n and any(depth < len(by[k]) for k in order):
+        for k in order:
+            if depth < len(by[k]) and len(picked) < n and by[k][depth] not in seen:
+                picked.append(by[k][depth])
+                seen.add(by[k][depth])
+        depth += 1
+    return picked, {k: len(by[k]) for k in order}
+
+
+def group(findings: pd.DataFrame, examples: int = 3) -> list[KindGroup]:
+    """Findings grouped by kind in registry order (unknown kinds last), with examples."""
+    if findings.empty:
+        return []
+    kinds = findings["kind"].astype(str).to_numpy()
+    order = {k: i for i, k in enumerate(KINDS)}
+    out = []
+    for kind in sorted(set(kinds.tolist()), key=lambda k: (order.get(k, len(order)), k)):
+        rows = findings[kinds == kind]
+        meta = KINDS.get(kind)
+        with_conn = rows[rows["conn_id"].notna()]
+        cids = [int(c) for c in with_conn["conn_id"]]
+        keys = [pattern(e, i) for e, i in zip(with_conn["evidence"], with_conn["request_index"])]
+        picked, pats = _pick(cids, keys, examples)
+        out.append(KindGroup(kind, meta.severity if meta else str(rows["severity"].iloc[0]),
+                             meta.title if meta else kind, meta.advice if meta else "", len(rows),
+                             len(set(cids)), rows, picked, pats))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    ts_ns: int
+    text: str
+
+
+def connection_events(ctx: Context, conn_id: int) -> list[Event]:
+    """The timed story of one connection: requests, answers, the silence, closes, late data."""
+    hit = np.flatnonzero(ctx.conn_id == conn_id)
+    if not len(hit):
+        return []
+    pos = int(hit[0])
+    ev: list[Event] = []
+    lo, hi = ctx.req_bounds(pos)
+    if hi > lo:
+        idx = ctx.reqs["index"].to_numpy()
+        method, uri, ua = ctx.req_text("method"), ctx.req_text("uri"), ctx.req_text("user_agent")
+        start, rstart = ctx.req_ns("request_start"), ctx.req_ns("response_start")
+        status, reason = ctx.req_frames("status"), ctx.req_text("reason")
+        first = ctx.req_frames("first_frame")
+        ttfb = ctx.reqs["ttfb_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+        for i in range(lo, hi):
+            agent = "" if ua[i] is None else f" [{ua[i]}]"
+            if start[i] != _cols.NAT:
+                ev.append(Event(int(start[i]), f"→ request {idx[i]}: {method[i]} {uri[i]}{agent} "
+                                               f"(frame {_cols.frame(first[i])})"))
+            if rstart[i] != _cols.NAT:
+                t = "-" if np.isnan(ttfb[i]) else f"{ttfb[i]:.3f}"
+                code = "" if status[i] == _cols.NO_FRAME else str(int(status[i]))
+                ev.append(Event(int(rstart[i]), f"← {code} {reason[i] or ''} for request {idx[i]} (ttfb {t} s)"))
+    lp = ctx.ns("last_payload_ts")[pos]
+    if lp != _cols.NAT:
+        ev.append(Event(int(lp), f"  last byte on the socket (frame {_cols.frame(ctx.frames('last_payload_frame')[pos])}, "
+                                 f"{ctx.text('last_payload_by')[pos]}) — silence begins"))
+    close_ns, close_fr = ctx.ns("close_ts")[pos], ctx.frames("close_frame")[pos]
+    if close_ns != _cols.NAT:
+        idle = ctx.closes.idle_s[pos]
+        ev.append(Event(int(close_ns), f"✖ {ctx.text('closed_by')[pos]} sends {ctx.text('close_kind')[pos]} "
+                                       f"(frame {_cols.frame(close_fr)}) after "
+                                       f"{'-' if np.isnan(idle) else f'{idle:.3f}'} s of silence"))
+    for side in ("client", "server"):
+        for kind in ("fin", "rst"):
+            fr = ctx.frames(f"{side}_{kind}_frame")[pos]
+            if fr != _cols.NO_FRAME and fr != close_fr:
+                ev.append(Event(int(ctx.ns(f"{side}_{kind}_ts")[pos]), f"  {side} {kind.upper()} (frame {fr})"))
+    late = ctx.frames("data_after_close_frame")[pos]
+    if late != _cols.NO_FRAME:
+        ev.append(Event(int(ctx.ns("data_after_close_ts")[pos]),
+                        f"  {ctx.text('data_after_close_by')[pos]} sends "
+                        f"{int(ctx.conns['data_after_close_bytes'].iat[pos])} bytes after the close (frame {late})"))
+    ev.sort(key=lambda e: e.ts_ns)
+    return ev
+
+
+__all__ = ["Event", "KindGroup", "connection_events", "group", "pattern"]
