@@ -680,6 +680,42 @@ class _Point:
         )
 
 
+def stream(source: Any, on_batch: Callable[[EngineResult], None], *, on_close: Callable[[dict], None] | None = None,
+           min_gap_s: float = 1.0, linger_s: float = 5.0, max_open: int = 100_000,
+           every_s: float = 1.0) -> dict[str, Any]:
+    """Read a capture (a file, ``-`` or a pipe) and hand over its tables in batches.
+
+    The live mode behind ``watch``: every ``every_s`` of capture time (and every 64k packets)
+    the connections retired since the last batch -- closed and lingered ``linger_s``, so
+    their late packets are in -- become an :class:`EngineResult` of their rows only, given to
+    ``on_batch``; the rest of the capture is not kept. ``conn_id`` is the capture-wide id.
+    ``on_close`` is the tracker's live hook (called at each connection's first FIN/RST).
+    Returns the tracker's counts.
+    """
+    def fresh() -> RowStore:
+        return RowStore(_Sink())
+
+    tracker = Tracker(fresh(), session_factory=HttpSession, detect=detect, min_gap_s=min_gap_s,
+                      linger_s=linger_s, max_open=max_open)
+    tracker.on_close = on_close
+    tracker.sweep_every_ns = int(every_s * 1e9)
+
+    def flush(_: int = 0) -> None:
+        rows = tracker.sink
+        if rows.n == 0:
+            return
+        tracker.sink = fresh()
+        sink = rows.on_extra
+        on_batch(EngineResult(connections=_connections_table(rows, release=True),
+                              requests=sink.requests_table(), gaps=sink.gaps_table()))
+
+    src = open_source(source)
+    tracker.run(src, flush)
+    tracker.finish()
+    flush()
+    return {"packets": tracker.packets, "tcp_packets": tracker.tcp_packets, "connections": tracker.next_id}
+
+
 def _run_serial(sources: list, *, min_gap_s: float, l7: bool, progress: Callable[[int], None] | None,
                 linger_s: float, max_open: int, tables: tuple[str, ...],
                 buckets: tuple[int, int] | None, merge: bool = False,

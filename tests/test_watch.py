@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.pcaprec import pcap_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +36,75 @@ def test_watch_reports_the_client_fin_within_a_second_of_it_arriving():
         t = time.monotonic()
         proc.stdin.write(b"".join(recs[16:35]))           # the second session's FIN is frame 35
         proc.stdin.flush()
-        ready, _, _ = select.select([proc.stdout], [], [], 5.0)
-        assert ready
-        ev2 = json.loads(proc.stdout.readline())
+        ev2 = {}
+        while ev2.get("event") != "close":      # findings of retired connections may come first
+            ready, _, _ = select.select([proc.stdout], [], [], 5.0)
+            assert ready
+            ev2 = json.loads(proc.stdout.readline())
         assert ev2["close_frame"] == 35 and time.monotonic() - t < 1.0
         assert ev2["inferred_timeout_s"] == 5.0 and ev2["timeout_cluster_size"] == 2
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+# -- one definition per finding: watch (live) and diagnose (whole capture) agree ----------------
+
+def _watch_kinds(lines: list[dict]) -> set[tuple[int, str]]:
+    """Per connection, the kinds watch ends with: its findings, revised where it said so."""
+    kinds: dict[int, dict[str, None]] = {}
+    for ev in lines:
+        if ev.get("event") == "finding" and ev.get("conn_id") is not None:
+            kinds.setdefault(ev["conn_id"], {})[ev["kind"]] = None
+        elif ev.get("event") == "revision":
+            k = kinds.setdefault(ev["conn_id"], {})
+            k.pop(ev["was"], None)
+            k[ev["kind"]] = None
+    return {(c, k) for c, ks in kinds.items() for k in ks}
+
+
+def _bundled() -> list[Path]:
+    caps = sorted((ROOT / "captures/crafted").glob("*.pcap")) + sorted((ROOT / "captures/crafted").glob("*.pcapng"))
+    return caps + sorted((ROOT / "captures/lab").glob("*/*.pcap"))
+
+
+@pytest.mark.parametrize("capture", _bundled(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_watch_and_diagnose_label_every_connection_alike(capture):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "sockscope", *a, str(capture)],  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    w, d = run("watch", "--json"), run("diagnose", "--json")
+    assert w.returncode == 0 and d.returncode == 0, w.stderr + d.stderr
+    watched = _watch_kinds([json.loads(line) for line in w.stdout.splitlines()])
+    diagnosed = {(f["conn_id"], f["kind"]) for f in json.loads(d.stdout) if f["conn_id"] is not None}
+    assert watched == diagnosed
+
+
+def _ints_zero(row: dict, columns: dict) -> dict:
+    """A row with 0 in every non-nullable integer column it does not name."""
+    return {**{c: 0 for c, t in columns.items() if t in ("int64", "int32")}, **row}
+
+
+def test_a_second_close_at_the_same_idle_time_revises_an_abort_into_a_timer():
+    from sockscope.analysis.live import LiveDiagnosis
+    from sockscope.schema import frame_from_records, CONNECTION_COLUMNS, REQUEST_COLUMNS, GAP_COLUMNS
+
+    def batch(cid: int, t0: int, idle_s: float):
+        close = t0 + int(idle_s * 1e9)
+        conn = {"conn_id": cid, "client_ip": "192.0.2.1", "client_port": 40000 + cid, "server_ip": "192.0.2.2",
+                "server_port": 80, "roles_from": "syn", "start": t0 - 10**6, "end": close, "closed_by": "client",
+                "close_kind": "FIN", "close_ts": close, "close_frame": 10 * cid + 5, "idle_before_close_s": idle_s,
+                "protocol": "http", "last_payload_ts": t0, "last_payload_frame": 10 * cid + 4,
+                "last_payload_by": "client", "requests": 1, "unanswered": 1}
+        req = {"conn_id": cid, "index": 1, "method": "POST", "uri": "/exec", "request_start": t0, "request_end": t0,
+               "outcome": "no_response", "first_frame": 10 * cid + 4}
+        return (frame_from_records([_ints_zero(conn, CONNECTION_COLUMNS)], CONNECTION_COLUMNS),
+                frame_from_records([_ints_zero(req, REQUEST_COLUMNS)], REQUEST_COLUMNS),
+                frame_from_records([], GAP_COLUMNS))
+
+    live = LiveDiagnosis()
+    f1, r1 = live.feed(*batch(1, 10**18, 1.2345))    # alone, not a round value: an abort
+    assert [f.kind for f in f1] == ["client_abort"] and r1 == []
+    f2, r2 = live.feed(*batch(2, 10**18 + 60 * 10**9, 1.2351))   # a second one agrees: a timer
+    assert [f.kind for f in f2] == ["client_idle_timeout"]
+    assert [(r.conn_id, r.was, r.now) for r in r2] == [(1, "client_abort", "client_idle_timeout")]

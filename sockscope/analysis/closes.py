@@ -129,7 +129,13 @@ def attribute(ctx: "Context") -> Closes:
     tcp = (closer != None) & ~has_reqs & (ctx.text("protocol") != "http")  # noqa: E711
     tcp_waiting = tcp & (ctx.text("last_payload_by") == "client") & ~np.isnan(idle) & (idle >= MIN_TIMER_S)
     n_out = np.where(tcp_waiting, 1, n_out)
-    clusters, member = cluster_closes(closer, n_out > 0, idle, ctx.conn_id)
+    if ctx.history is None:
+        clusters, member = cluster_closes(closer, n_out > 0, idle, ctx.conn_id)
+    else:       # live: this batch's closes cluster together with every earlier one
+        h = ctx.history
+        clusters, member = cluster_closes(np.concatenate([h.side, closer]), np.concatenate([h.outstanding, n_out > 0]),
+                                          np.concatenate([h.idle_s, idle]), np.concatenate([h.conn_id, ctx.conn_id]))
+        member = member[len(h.idle_s):]
     return Closes(closer, kind, idle, n_out, tcp, req_out, clusters, member)
 
 

@@ -60,7 +60,8 @@ class Context:
     """One capture's tables, indexed for column-wise detectors."""
 
     def __init__(self, connections: pd.DataFrame, requests: pd.DataFrame, gaps: pd.DataFrame | None,
-                 min_gap_s: float = 1.0) -> None:
+                 min_gap_s: float = 1.0, history: Any = None) -> None:
+        self.history = history      # closes seen before these rows (live mode): timers span both
         self.conns = connections
         self.gaps = gaps if gaps is not None else pd.DataFrame()
         self.min_gap_s = min_gap_s
@@ -98,7 +99,13 @@ class Context:
         key = (table, name)
         got = self._cache.get(key)
         if got is None:
-            got = conv((self.conns if table == "c" else self.reqs)[name])
+            df = self.conns if table == "c" else self.reqs
+            if name in df.columns:
+                got = conv(df[name])
+            elif conv is _cols.texts:   # a column outside the contract (close details) it lacks: all missing
+                got = np.full(len(df), None, dtype=object)
+            else:
+                got = np.full(len(df), _cols.NAT if conv is _cols.ns else _cols.NO_FRAME, dtype=np.int64)
             self._cache[key] = got
         return got
 

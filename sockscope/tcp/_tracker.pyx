@@ -265,6 +265,7 @@ cdef class Tracker:
     cdef public int64_t ooo_flushes     # times the total cap made a direction give up its islands
     cdef public int shard_lo      # this tracker's flows: hash bucket in [lo, hi)
     cdef public int shard_hi
+    cdef public int64_t sweep_every_ns   # also sweep (and report progress) this often in capture time; 0: off
 
     def __init__(self, sink, *, double min_gap_s=1.0, double linger_s=5.0, bint l7=True,
                  session_factory=None, detect=None, int64_t max_open=100_000,
@@ -292,6 +293,7 @@ cdef class Tracker:
         self.evicted = 0
         self.shard_lo = 0
         self.shard_hi = N_BUCKETS
+        self.sweep_every_ns = 0
         self.on_close = None
 
     def __dealloc__(self):
@@ -941,11 +943,15 @@ cdef class Tracker:
         cdef Pkt p
         cdef int64_t n = 0
         cdef int64_t next_sweep = 0
+        cdef int64_t next_sweep_ts = 0
         while src.next_packet(&p):
             n += 1
             self.take(&p)
-            if n >= next_sweep:
+            # Every 64k packets; live (``watch``) also every sweep_every_ns of capture time, so
+            # a quiet stream still retires its closed connections soon after their linger.
+            if n >= next_sweep or (self.sweep_every_ns > 0 and p.ts_ns >= next_sweep_ts):
                 next_sweep = n + 65536
+                next_sweep_ts = p.ts_ns + self.sweep_every_ns
                 self.sweep(p.ts_ns, False)
                 if progress is not None:
                     progress(n)
