@@ -19,9 +19,35 @@ from typing import Any as _Any
 from sockscope.errors import CaptureError, SockscopeError
 
 __version__ = "0.1.0"
-__all__ = ["Capture", "CaptureError", "SockscopeError", "load", "load_arrow", "__version__"]
+__all__ = ["Capture", "CaptureError", "SockscopeError", "check", "compare", "load", "load_arrow", "__version__"]
 
 _LAZY = {"Capture", "load", "load_arrow"}
+
+
+def check(cap: _Any, rules: _Any, allow_empty: bool = False) -> _Any:
+    """Evaluate rules (:mod:`sockscope.analysis.check`) on a Capture or a capture path.
+
+    >>> from sockscope.analysis.check import NeverAfter, NoKind, RequestKind       # doctest: +SKIP
+    >>> sockscope.check("after.pcap", [NoKind("client_idle_timeout"),              # doctest: +SKIP
+    ...     NeverAfter(RequestKind.parse("GET /files"), RequestKind.parse("POST /exec"))]).ok
+    True
+    """
+    from sockscope.analysis.check import check as _check
+
+    return _check(_loaded(cap), rules, allow_empty=allow_empty)
+
+
+def compare(before: _Any, after: _Any) -> _Any:
+    """Before vs after a fix (:func:`sockscope.analysis.compare.compare`): Captures or paths."""
+    from sockscope.analysis.compare import compare as _compare
+
+    return _compare(_loaded(before), _loaded(after))
+
+
+def _loaded(cap: _Any) -> _Any:
+    from sockscope import api
+
+    return api.load(cap) if isinstance(cap, (str, bytes)) or hasattr(cap, "__fspath__") else cap
 
 
 def __getattr__(name: str) -> _Any:

@@ -351,8 +351,8 @@ def compare(before: str, after: str, as_json: bool) -> None:
     """Before vs after a fix: findings, reuse, killed requests, timers, headers per request type.
 
     Verdict: "fixed" when the error and warning findings of BEFORE are gone in AFTER, "not
-    fixed" when they remain, "changed" otherwise. A timer is claimed only for two or more
-    closes alike; a single close is reported as such.
+    fixed" when they remain (exit 1), "changed" otherwise. A timer is claimed only for two or
+    more closes alike; a single close is reported as such.
 
     \b
     Example:
@@ -365,7 +365,7 @@ def compare(before: str, after: str, as_json: bool) -> None:
     if as_json:
         json.dump(res.as_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
-        return
+        sys.exit(EXIT_FAIL if verdict == "not fixed" else 0)
     from rich.table import Table
 
     con = _console()
@@ -389,6 +389,7 @@ def compare(before: str, after: str, as_json: bool) -> None:
             con.print(f"{name}: {escape(k['headline'])}")
     color = {"fixed": "green", "not fixed": "red"}.get(verdict, "yellow")
     con.print(f"\n[bold {color}]{verdict}[/bold {color}]: {escape(res.reason)}")
+    sys.exit(EXIT_FAIL if verdict == "not fixed" else 0)
 
 
 @main.command()

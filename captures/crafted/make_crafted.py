@@ -747,6 +747,48 @@ def build_incident(out):
         c.note(r3, status=200, outcome="complete", response_body_len=len(b3))
     caps.append(cap)
 
+    cap = Capture("incident-after-fix-reuse.pcap",
+                  "after the fix, 2 sessions: GET /files with Connection: close, POST /exec answered after 10 s on a "
+                  "keep-alive socket; the next session's GET /files reuses that POST's socket",
+                  "no error findings; connection_reuse on the POST's socket; check --never-after 'GET /files' "
+                  "'POST /exec' passes, --separate fails")
+    post_conv = None
+    for k, t in enumerate((T0 + 879 * MS, T0 + 31_402 * MS)):
+        base = 34400 + 10 * k
+        for j, (req, body) in enumerate(((axios_get(f"/files/{SID}"), files_json(1)),
+                                         (fetch_req("GET", f"/files/{SID}?detail=full"), files_json(12, True)))):
+            reuse = j == 0 and post_conv is not None     # the pool hands out the idle POST socket
+            c = post_conv if reuse else Conv(cap, base + j, t=t + j * 4302 * MS)
+            if reuse:
+                c.send("c", req.bytes, at=t, acks=None)
+            else:
+                c.open()
+                c.send("c", req.bytes, dt=140 * US, acks=None)
+            c.ack("s", dt=30 * US)
+            c.send("s", resp(200, "OK", body, [("connection", "close")], t_ns=c.t), dt=4 * MS,
+                   acks="quick" if len(body) > 1000 else None)
+            c.fin("s", dt=25 * US)  # server honours its own Connection: close
+            c.ack("c", dt=40 * US)
+            c.fin("c", dt=210 * US)
+            c.ack("s", dt=40 * US)
+            c.note(req, status=200, outcome="complete", response_body_len=len(body))
+            if reuse:
+                cap.finding("connection_reuse", c)
+        c = Conv(cap, base + 2, t=c.t + 5 * MS)
+        c.open()
+        body = exec_body()
+        r3 = fetch_req("POST", "/exec", body, extra=[("Content-Type", "application/json")])
+        c.send("c", r3.bytes, dt=140 * US, acks="delayed")
+        b3 = json.dumps({"run_id": "r_77", "stdout": "done\n", "stderr": "", "exit_code": 0}).encode()
+        c.send("s", resp(200, "OK", b3, t_ns=c.t), dt=10009 * MS, acks=None)
+        c.ack("c", dt=40 * US)
+        c.note(r3, status=200, outcome="complete", response_body_len=len(b3))
+        post_conv = c       # kept alive in the client's pool
+    c.fin("c", dt=300 * MS)     # the process exits: its pool closes the last idle socket
+    c.fin("s", dt=60 * US)
+    c.ack("c", dt=40 * US)
+    caps.append(cap)
+
     cap = Capture("incident-late-rst.pcap",
                   "2 poisoned sessions; the server writes its 200 ~5 s after the client's FIN and the client kernel answers RST",
                   "2x client_idle_timeout (5.0 s) + response_after_close + connection_reuse")
