@@ -41,13 +41,17 @@ TARGET_RSS_SPREAD = 0.20
 TARGET_RSS_MB = 150.0          # summary, at both sizes (foundation issue)
 TARGET_REQUESTS_MB = 200.0     # requests at the big size (HTTP issue)
 TARGET_JOBS = 1.7              # -j 2 speed-up (multi-file/parallel issue)
+TARGET_DIAG_JSON = 2.0         # diagnose --json / summary --json wall, busy capture (diagnosis issue)
+TARGET_DIAG_TEXT = 2.5         # diagnose (text report) / summary --json wall
+TARGET_DIAG_MB = 300.0         # diagnose peak RSS, busy capture
 
 
 # ---- captures -------------------------------------------------------------------------
-def capture_for(packets: int, seed: int) -> tuple[Path, dict]:
+def capture_for(packets: int, seed: int, profile: str = "default") -> tuple[Path, dict]:
     """Path and ground truth of the cached capture; generated on first use."""
     DATA.mkdir(parents=True, exist_ok=True)
-    pcap = DATA / f"http_{packets}_s{seed}_v{GEN_VERSION}.pcap"
+    stem = "http" if profile == "default" else profile
+    pcap = DATA / f"{stem}_{packets}_s{seed}_v{GEN_VERSION}.pcap"
     meta = pcap.with_suffix(".json")
     if pcap.exists() and meta.exists():
         truth = json.loads(meta.read_text())
@@ -58,7 +62,7 @@ def capture_for(packets: int, seed: int) -> tuple[Path, dict]:
     tmp = pcap.with_suffix(".tmp")
     # A child process, so the generator's arrays never inflate this process.
     out = subprocess.run([sys.executable, str(BENCH / "gen_capture.py"), "--packets", str(packets),
-                          "--seed", str(seed), "--out", str(tmp)],
+                          "--seed", str(seed), "--profile", profile, "--out", str(tmp)],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     truth = json.loads(out)
     tmp.replace(pcap)
@@ -161,6 +165,24 @@ def rows_for(pcap: Path, packets: int, a: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def busy_rows(pcap: Path, a: argparse.Namespace) -> list[dict]:
+    """The diagnosis rows, on the high-connection-rate capture (findings by the hundred)."""
+    f, ss = str(pcap), a.sockscope
+    rows = [
+        {"key": "ss_summary", "name": "sockscope summary --json", "cmd": [ss, "summary", "--json", f],
+         "needs_sockscope": True},
+        {"key": "ss_requests", "name": "sockscope requests --json", "cmd": [ss, "requests", "--json", f],
+         "needs_sockscope": True, "vs": "ss_summary"},
+        {"key": "ss_diagnose_json", "name": "sockscope diagnose --json", "cmd": [ss, "diagnose", "--json", f],
+         "needs_sockscope": True, "vs": "ss_summary"},
+        {"key": "ss_diagnose", "name": "sockscope diagnose (text report)", "cmd": [ss, "diagnose", f],
+         "needs_sockscope": True, "vs": "ss_summary"},
+        {"key": "ss_watch", "name": "sockscope watch --json (file)", "cmd": [ss, "watch", "--json", f],
+         "needs_sockscope": True, "vs": "ss_summary"},
+    ]
+    return [r for r in rows if not a.only or r["key"] in a.only]
+
+
 def run_row(row: dict, packets: int, timeout: float) -> dict:
     cmd = list(row["cmd"])
     result_file = None
@@ -201,7 +223,13 @@ def run_all(a: argparse.Namespace) -> dict:
         pcap, truth = capture_for(n, a.seed)
         results["sizes"][str(n)] = {"file": str(pcap), "truth": truth, "rows": {}}
         for row in rows_for(pcap, n, a):
-            plan.append((n, pcap, row))
+            plan.append((str(n), pcap, row))
+    if a.busy:
+        pcap, truth = capture_for(a.busy, a.seed, "busy")
+        key = busy_key(a.busy)
+        results["sizes"][key] = {"file": str(pcap), "truth": truth, "rows": {}}
+        for row in busy_rows(pcap, a):
+            plan.append((key, pcap, row))
     warmed = set()
     results["host"]["two_process_scaling"] = []
     for rnd in range(a.repeat):
@@ -210,7 +238,7 @@ def run_all(a: argparse.Namespace) -> dict:
         # Alternate the order every round so slow drift of the machine's load does not
         # always penalise the same command.
         for n, pcap, row in (plan if rnd % 2 == 0 else plan[::-1]):
-            slot = results["sizes"][str(n)]["rows"].setdefault(
+            slot = results["sizes"][n]["rows"].setdefault(
                 row["key"], {"name": row["name"], "vs": row.get("vs"), "runs": []})
             if row.get("needs_sockscope") and not sock_ok:
                 slot["unavailable"] = f"{a.sockscope} not installed"
@@ -219,7 +247,7 @@ def run_all(a: argparse.Namespace) -> dict:
                 warm_cache(pcap)
                 warmed.add(pcap)
             print(f"[{rnd + 1}/{a.repeat}] {n} pkts: {row['name']} ...", file=sys.stderr, flush=True)
-            m = run_row(row, n, a.timeout)
+            m = run_row(row, int(n.split()[-1]), a.timeout)
             slot["runs"].append(m)
             if m["exit"] != 0:
                 slot["unavailable"] = f"exit {m['exit']}: " + " | ".join(m["stderr_tail"])[-200:]
@@ -233,8 +261,12 @@ def run_all(a: argparse.Namespace) -> dict:
                 slot["rss_mb"] = max(r["rss_mb"] for r in ok)
                 slot["extrapolated"] = any("extrapolated_from" in r for r in ok)
     results["host"]["loadavg_end"] = os.getloadavg()
-    results["ratios"] = ratios(results, a.packets, a.also)
+    results["ratios"] = ratios(results, a.packets, a.also, a.busy)
     return results
+
+
+def busy_key(packets: int) -> str:
+    return f"busy {packets}"
 
 
 def _tshark_version(tshark: str) -> str | None:
@@ -255,10 +287,10 @@ def _rss(results: dict, n: int, key: str) -> float | None:
     return slot.get("rss_mb")
 
 
-def ratios(results: dict, big: int, small: int) -> list[dict]:
+def ratios(results: dict, big: int, small: int, busy: int = 0) -> list[dict]:
     out = []
 
-    def speed(label: str, num: str, den: str, target: float | None, n: int) -> None:
+    def speed(label: str, num: str, den: str, target: float | None, n: int | str, most: bool = False) -> None:
         a, b = _wall(results, n, num), _wall(results, n, den)
         v = a / b if a and b else None
         rows = results["sizes"].get(str(n), {}).get("rows", {})
@@ -267,9 +299,11 @@ def ratios(results: dict, big: int, small: int) -> list[dict]:
                  if x["exit"] == 0 and y["exit"] == 0 and y["wall_s"] > 0]
         if len(pairs) > 1:      # the two commands of one round ran close together: less noise
             label += " (run by run: " + ", ".join(f"{p:.2f}" for p in pairs) + ")"
-        out.append({"what": f"{label} @ {n:,} pkts", "value": v,
-                    "target": f">= {target:g}" if target else "(informational)",
-                    "ok": None if v is None or target is None else v >= target, "unit": "x"})
+        where = f"{n:,} pkts" if isinstance(n, int) else f"{int(n.split()[-1]):,}-pkt {n.split()[0]} capture"
+        out.append({"what": f"{label} @ {where}", "value": v,
+                    "target": (f"<= {target:g}" if most else f">= {target:g}") if target else "(informational)",
+                    "ok": None if v is None or target is None else (v <= target if most else v >= target),
+                    "unit": "x"})
 
     # The targets are stated for the big capture; the small one shows how start-up weighs.
     for n in [big] + ([small] if small and small != big else []):
@@ -292,6 +326,18 @@ def ratios(results: dict, big: int, small: int) -> list[dict]:
                             + ", ".join(f"{x['scaling']:.2f}" for x in scal) + ")",
                     "value": statistics.median(x["scaling"] for x in scal), "target": "(informational)",
                     "ok": None, "unit": "x"})
+    if busy:
+        k = busy_key(busy)
+        speed("sockscope diagnose --json / summary --json", "ss_diagnose_json", "ss_summary", TARGET_DIAG_JSON, k,
+              most=True)
+        speed("sockscope diagnose (text) / summary --json", "ss_diagnose", "ss_summary", TARGET_DIAG_TEXT, k,
+              most=True)
+        speed("sockscope watch --json (file) / summary --json", "ss_watch", "ss_summary", None, k)
+        seen = [x for x in (_rss(results, k, "ss_diagnose_json"), _rss(results, k, "ss_diagnose")) if x is not None]
+        rd = max(seen) if seen else None
+        out.append({"what": f"sockscope diagnose peak RSS @ {int(busy):,}-pkt busy capture (MB)", "value": rd,
+                    "target": f"<= {TARGET_DIAG_MB:g} MB", "ok": None if rd is None else rd <= TARGET_DIAG_MB,
+                    "unit": " MB"})
     rq = _rss(results, big, "ss_requests")
     out.append({"what": f"sockscope requests peak RSS @ {big:,} pkts (MB)", "value": rq,
                 "target": f"<= {TARGET_REQUESTS_MB:g} MB", "ok": None if rq is None else rq <= TARGET_REQUESTS_MB,
@@ -308,6 +354,8 @@ def verify(results: dict, sockscope: str) -> list[dict]:
     """
     checks = []
     for n, size in results["sizes"].items():
+        if not n.isdigit():
+            continue        # the busy capture: its diagnosis is checked by the test suite
         truth, f = size["truth"], size["file"]
         cl = truth["closes"]
 
@@ -351,7 +399,9 @@ def markdown(results: dict) -> str:
     lines = []
     for n, size in results["sizes"].items():
         t = size["truth"]
-        lines.append(f"### {int(n):,}-packet capture: `{Path(size['file']).name}`\n")
+        title = f"{int(n):,}-packet capture" if n.isdigit() else \
+            f"{int(n.split()[-1]):,}-packet {n.split()[0]} capture (profile {t.get('profile', n.split()[0])})"
+        lines.append(f"### {title}: `{Path(size['file']).name}`\n")
         lines.append(f"{t['packets']:,} packets, {t['file_bytes'] / 1e6:.0f} MB, {t['connections']:,} connections, "
                      f"{t['requests']:,} requests ({t['unanswered_requests']} unanswered), "
                      f"{t['retransmissions']} retransmissions, {t['duration_s']:.0f} s of traffic"
@@ -403,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="second, smaller capture for the RSS-flatness check (0 to skip)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per command; best wall, worst RSS kept")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--busy", type=int, default=1_000_000,
+                    help="packets of the high-connection-rate capture for the diagnose rows (0 to skip)")
     ap.add_argument("--tshark-engine", action="store_true", help="also time sockscope --engine tshark")
     ap.add_argument("--verify", action="store_true",
                     help="afterwards, check sockscope's JSON against the ground truth (untimed)")
@@ -413,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a command is killed")
     ap.add_argument("--only", type=lambda s: s.split(","), default=None,
                     help="comma-separated row keys: ss_summary,ss_requests,ss_requests_j2,ss_tshark_engine,"
-                         "tshark_conv,tshark_http,scapy,dpkt")
+                         "tshark_conv,tshark_http,scapy,dpkt,ss_diagnose_json,ss_diagnose,ss_watch")
     a = ap.parse_args(argv)
     if a.repeat < 1 or a.packets < 1:
         ap.error("--repeat and --packets must be positive")
