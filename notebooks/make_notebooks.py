@@ -131,16 +131,16 @@ def all_close(cap):
 print("before:", all_close(before), " after:", all_close(after))
 assert not all_close(before)
 assert all_close(after)'''),
-        _md("## 2. `POST /exec` never rides a socket that served `GET /files`\nCompared by connection and by client source port."),
-        _code('''def shared_sockets(cap):
-    r = cap.requests.merge(cap.connections[["conn_id", "client_port"]], on="conn_id")
-    posts = set(r.loc[(r["method"] == "POST") & (r["uri"] == "/exec"), "client_port"])
-    gets = set(r.loc[(r["method"] == "GET") & r["uri"].str.startswith("/files"), "client_port"])
-    return posts & gets
+        _md("## 2. `POST /exec` never goes out on a socket that carried `GET /files` before it\n"
+            "The rule is ordered: a later `GET /files` on the socket of a finished `POST /exec` is fine "
+            "(`sockscope check --never-after 'GET /files' 'POST /exec'`)."),
+        _code('''from sockscope.analysis.check import NeverAfter, RequestKind
 
-print("before:", sorted(shared_sockets(before)), " after:", sorted(shared_sockets(after)))
-assert shared_sockets(before)
-assert not shared_sockets(after)'''),
+rule = NeverAfter(RequestKind.parse("GET /files"), RequestKind.parse("POST /exec"))
+for name, cap in (("before", before), ("after", after)):
+    print(name, sockscope.check(cap, [rule]).results[0].reason)
+assert not sockscope.check(before, [rule]).ok
+assert sockscope.check(after, [rule]).ok'''),
         _md("## 3. No client-side close while a request is outstanding"),
         _code('''from sockscope.analysis import close_attribution
 
