@@ -25,9 +25,13 @@ import sockscope
 import sockscope.accessor  # registers df.sockscope
 import sockscope.plot
 
+# The repository's captures/: $SOCKSCOPE_ROOT, else above the working directory (Jupyter
+# starts a kernel in the notebook's folder), else beside the sockscope package it imports.
 ROOT = Path(os.environ.get("SOCKSCOPE_ROOT", Path.cwd()))
 while not (ROOT / "captures").is_dir() and ROOT != ROOT.parent:
     ROOT = ROOT.parent
+if not (ROOT / "captures").is_dir():
+    ROOT = Path(sockscope.__file__).resolve().parents[1]
 pd.set_option("display.max_colwidth", 80)
 pd.set_option("display.width", 200)'''
 

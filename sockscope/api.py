@@ -157,6 +157,7 @@ def load(
     >>> cap.connections[["conn_id", "closed_by", "idle_before_close_s"]]  # doctest: +SKIP
     """
     engine_name = kwargs.pop("engine", engine_name)
+    source = expand_sources(source)
     if engine_name == "tshark":
         from sockscope.engines.tshark import load_tables
 
@@ -179,6 +180,33 @@ def load(
     return Capture(name, *frames, res.facts, min_gap_s)
 
 
+def capture_files(directory: str | os.PathLike) -> list[str]:
+    """The capture files of a directory (``*.pcap*``, ``*.cap*``, ``*.gz``), sorted by name."""
+    d = os.fspath(directory)
+    return sorted(os.path.join(d, f) for f in os.listdir(d)
+                  if not f.startswith(".") and os.path.isfile(os.path.join(d, f))
+                  and (".pcap" in f or ".cap" in f or f.endswith(".gz")))
+
+
+def expand_sources(source: Any) -> Any:
+    """A source with each directory replaced by its capture files (an empty one is an error)."""
+    from sockscope.errors import CaptureError
+
+    items = list(source) if isinstance(source, (list, tuple)) else [source]
+    out: list[Any] = []
+    for one in items:
+        if isinstance(one, (str, os.PathLike)) and os.fspath(one) != "-" and os.path.isdir(one):
+            found = capture_files(one)
+            if not found:
+                raise CaptureError(f"{os.fspath(one)}: no capture files (*.pcap*, *.cap*) in this directory")
+            out.extend(found)
+        else:
+            out.append(one)
+    if not isinstance(source, (list, tuple)) and len(out) == 1:
+        return out[0]
+    return out
+
+
 def _source_name(source: Any) -> str:
     if isinstance(source, (list, tuple)):
         return f"{os.fspath(source[0])} (+{len(source) - 1} files)" if len(source) > 1 else os.fspath(source[0])
@@ -199,6 +227,7 @@ def load_arrow(
     DuckDB). ``result.connections`` & co. are ``pyarrow.Table``; ``result.frames()`` gives
     the pandas frames of :func:`load`.
     """
+    source = expand_sources(source)
     name = _source_name(source)
     if isinstance(source, (list, tuple)) and len(source) == 1:
         source = source[0]

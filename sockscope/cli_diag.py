@@ -11,22 +11,19 @@ import pandas as pd
 from rich.markup import escape
 
 from sockscope import output
-from sockscope.cli import CAPTURE, ENGINE, EXIT_FAIL, EXIT_USAGE, JSON, KEYLOG, _console, _facts_header, _load, main
+from sockscope.cli import (CAPTURE, CSV, ENGINE, EXIT_FAIL, EXIT_USAGE, JSON, JSONL, KEYLOG, SELECT, _console, _facts_header,
+                           _load, _selection, main)
+from sockscope.cli import _select as _select_rows
 
 
-def _select(f, kinds: tuple[str, ...], conn_ids: tuple[int, ...]):
-    """The findings rows a user asked for (--kind, --conn); unknown kinds are a usage error."""
+def _check_kinds(kinds: tuple[str, ...]) -> None:
+    """Unknown finding kinds are a usage error (exit 2), never an empty answer."""
     from sockscope.analysis import KINDS
 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise click.BadParameter(f"unknown finding kind {unknown[0]!r}; known: {', '.join(KINDS)}",
                                  param_hint="--kind")
-    if kinds:
-        f = f[f["kind"].astype(str).isin(kinds)]
-    if conn_ids:
-        f = f[f["conn_id"].isin(conn_ids).fillna(False).astype(bool)]
-    return f
 
 
 _SEVERITY_COLOR = {"error": "red", "warning": "yellow"}
@@ -43,8 +40,9 @@ _MAX_TIMERS = 6
               help="Silences at least this long (s) are listed as gaps.")
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
               help="Only findings of this kind (repeatable): client_idle_timeout, client_abort, ...")
-@click.option("--conn", "conn_ids", type=int, multiple=True, metavar="ID",
-              help="Only findings on this connection (repeatable); its whole story is shown.")
+@SELECT
+@JSONL
+@CSV
 @click.option("--examples", type=click.IntRange(0, 1000), default=3, show_default=True,
               help="Example connections shown per finding kind in the text report.")
 @click.option("--all", "show_all", is_flag=True, help="Show every affected connection, not only examples.")
@@ -56,8 +54,9 @@ _MAX_TIMERS = 6
               help="Regex with a named group 'ts' (optional 'port', 'method', 'path', 'msg') for logs whose "
                    "timestamp is not at the start of the line.")
 def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, min_gap: float,
-             kinds: tuple[str, ...] = (), conn_ids: tuple[int, ...] = (), examples: int = 3,
-             show_all: bool = False, logs: tuple[str, ...] = (), log_regex: str | None = None) -> None:
+             kinds: tuple[str, ...] = (), examples: int = 3, show_all: bool = False, as_jsonl: bool = False,
+             as_csv: bool = False,
+             logs: tuple[str, ...] = (), log_regex: str | None = None, **sel: Any) -> None:
     """Who killed each connection, after how long, with what outstanding; the evidence to check it.
 
     The text report is bounded whatever the capture's size: the findings by kind with counts,
@@ -71,17 +70,24 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
     Example:
       sockscope diagnose captures/crafted/incident-before-fix.pcap
       sockscope diagnose big.pcap --kind client_abort --all
+      sockscope diagnose big.pcap --port 8080 --since 12:00:05 --until +30
       sockscope diagnose --json capture.pcap | jq '.[] | select(.kind == "client_idle_timeout")'
       sockscope diagnose capture.pcap --log client.log --log server.log
     """
+    _check_kinds(kinds)
+    selection = _selection(sel, kind=kinds)
     cap = _load(capture, engine=engine, min_gap_s=min_gap, tls_keylog=tls_keylog)
-    f = _select(cap.findings, kinds, conn_ids)
+    f, _ = _select_rows(selection, cap.findings, "findings", cap)
     aligned, offsets = _align(cap, logs, log_regex) if logs else (None, {})
-    if as_json:
-        output.write_json(f if aligned is None else _with_log_evidence(f, aligned, offsets), sys.stdout)
+    if as_json or as_jsonl or as_csv:
+        rows = f if aligned is None else _with_log_evidence(f, aligned, offsets)
+        if as_csv:
+            output.write_csv(rows, sys.stdout)      # evidence as one JSON cell
+        else:
+            output.write_json(rows, sys.stdout, lines=as_jsonl)
         return
-    _report(cap, f, aligned, offsets, examples=examples, show_all=show_all or bool(conn_ids),
-            capture=capture, selected=bool(kinds or conn_ids))
+    _report(cap, f, aligned, offsets, examples=examples, show_all=show_all or bool(selection.conn),
+            capture=capture, selected=selection.filters)
 
 
 def _report(cap, f, aligned, offsets, *, examples: int, show_all: bool, capture: str, selected: bool) -> None:
@@ -229,6 +235,9 @@ def _print_offsets(con, offsets: dict[str, dict[str, Any]]) -> None:
     con.print()
     for src, info in offsets.items():
         con.print(escape(describe_offset(src, info)), soft_wrap=True)
+        if info.get("unplaced"):
+            con.print(f"  [dim]{info['unplaced']} of its {info['lines']} line(s) name no connection and follow no "
+                      f"close closely: not shown (`--json` has the offsets; Capture.align_logs every line)[/dim]")
 
 
 def _ago(delta_s: float) -> str:
@@ -344,8 +353,8 @@ def check(capture: str, no_kinds: tuple[str, ...], max_idle_close: float | None,
 
 
 @main.command()
-@click.argument("before", type=click.Path(allow_dash=False, dir_okay=False))
-@click.argument("after", type=click.Path(allow_dash=False, dir_okay=False))
+@click.argument("before", type=click.Path(allow_dash=False))
+@click.argument("after", type=click.Path(allow_dash=False))
 @JSON
 def compare(before: str, after: str, as_json: bool) -> None:
     """Before vs after a fix: findings, reuse, killed requests, timers, headers per request type.

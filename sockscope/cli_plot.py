@@ -35,6 +35,10 @@ def plot(capture: str, out: str, conn_ids: tuple[int, ...], kind: str, max_conns
     ext = os.path.splitext(out)[1].lower().lstrip(".")
     if ext not in ("png", "svg", "pdf"):
         _die(f"{out}: unsupported image type {ext or '(none)'!r}: use .png, .svg or .pdf", EXIT_USAGE)
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError:
+        _die("plots need matplotlib: pip install 'sockscope[plot]'", EXIT_USAGE)
     cap = _load(capture)
     from sockscope import plot as plots
 

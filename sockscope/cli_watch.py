@@ -109,7 +109,7 @@ class _Watcher:
 
 
 @main.command()
-@click.argument("capture", required=False, type=click.Path(allow_dash=True, dir_okay=False))
+@click.argument("capture", required=False, type=click.Path(allow_dash=True))
 @click.option("-i", "--interface", default=None, help="Capture live on this interface with tcpdump (root).")
 @click.option("-f", "--filter", "bpf", default="tcp", show_default=True, help="tcpdump filter with -i.")
 @click.option("--json", "as_json", is_flag=True,
@@ -141,7 +141,10 @@ def watch(capture: str | None, interface: str | None, bpf: str, as_json: bool, a
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         source: Any = proc.stdout
     elif capture:
-        source = capture
+        from sockscope.cli import _expand
+
+        files = _expand(capture)     # a directory: its capture files, one after the other
+        source = files[0] if len(files) == 1 else files
     else:
         raise click.UsageError("give a CAPTURE ('-' for stdin) or -i INTERFACE")
     watcher = _Watcher(as_json, all_closes, min_gap)

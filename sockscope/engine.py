@@ -54,7 +54,8 @@ _CONN_FIELDS: dict[str, str] = {
     "client_fin_ts": "t", "client_fin_frame": "i", "server_fin_ts": "t", "server_fin_frame": "i",
     "client_rst_ts": "t", "client_rst_frame": "i", "server_rst_ts": "t", "server_rst_frame": "i",
     "data_after_close_pkts": "i", "data_after_close_bytes": "i", "data_after_close_frame": "i",
-    "data_after_close_ts": "t", "data_after_close_by": "s", "client_state": "s", "server_state": "s",
+    "data_after_close_ts": "t", "data_after_close_by": "s", "data_after_close_rst_ts": "t",
+    "data_after_close_rst_frame": "i", "client_state": "s", "server_state": "s",
 }
 
 _REQ_FIELDS: dict[str, str] = {
@@ -291,6 +292,7 @@ class _Sink:
         self._batch_conn: list[int] = []
         self.ex_outcome = array("b")       # positions in schema.OUTCOMES
         self.ex_ended = array("b")         # positions in schema.ENDED_BY, -1: none
+        self.ex_late = array("b")          # response_after_close
         self.gaps = _Columns(_GAP_FIELDS)
         self.violations: dict[str, list[int]] = {}
         self.violation_counts: dict[str, int] = {}
@@ -302,7 +304,12 @@ class _Sink:
         events = None       # the closes in time order, sorted only if a request was cut off
         outcomes: list[int] = []
         ended_by: list[int] = []
+        late: list[int] = []
+        client_close = min((ts for ts in (closes[0], closes[2]) if ts is not None), default=None)
         for ex in exchanges:
+            # the answer began after the client's first FIN/RST: it was sent to a closed socket
+            late.append(1 if client_close is not None and ex.response_start_ns is not None
+                        and ex.response_start_ns > client_close else 0)
             if ex.no_request:
                 outcome = "no_request"
             elif ex.response_complete:
@@ -332,6 +339,7 @@ class _Sink:
             self._batch_conn.extend([conn_id] * len(exchanges))
             self.ex_outcome.extend(outcomes)
             self.ex_ended.extend(ended_by)
+            self.ex_late.extend(late)
             if len(self._batch) >= _BATCH:
                 self.flush()
         if session is not None:
@@ -421,6 +429,9 @@ class _Sink:
             cols[name] = pa.DictionaryArray.from_arrays(pa.array(idx, mask=idx < 0),
                                                         pa.array(cats, type=pa.string()))
         self.ex_outcome, self.ex_ended = array("b"), array("b")
+        late = np.frombuffer(self.ex_late, dtype=np.int8) if len(self.ex_late) else np.zeros(0, dtype=np.int8)
+        cols["response_after_close"] = pa.array((late if order is None else late[order]) != 0, type=pa.bool_())
+        self.ex_late = array("b")
         return _contract_order(cols, "requests")
 
     def gaps_table(self) -> pa.Table:
@@ -683,7 +694,8 @@ class _Point:
 def stream(source: Any, on_batch: Callable[[EngineResult], None], *, on_close: Callable[[dict], None] | None = None,
            min_gap_s: float = 1.0, linger_s: float = 5.0, max_open: int = 100_000,
            every_s: float = 1.0) -> dict[str, Any]:
-    """Read a capture (a file, ``-`` or a pipe) and hand over its tables in batches.
+    """Read a capture (a file, ``-``, a pipe, or a list of rotated files) and hand over its
+    tables in batches.
 
     The live mode behind ``watch``: every ``every_s`` of capture time (and every 64k packets)
     the connections retired since the last batch -- closed and lingered ``linger_s``, so
@@ -709,8 +721,12 @@ def stream(source: Any, on_batch: Callable[[EngineResult], None], *, on_close: C
         on_batch(EngineResult(connections=_connections_table(rows, release=True),
                               requests=sink.requests_table(), gaps=sink.gaps_table()))
 
-    src = open_source(source)
-    tracker.run(src, flush)
+    frames = 0
+    for one in (source if isinstance(source, list) else [source]):    # rotated files: one capture
+        src = open_source(one)
+        src.frame_base = frames
+        tracker.run(src, flush)
+        frames += src.facts()["packets"]
     tracker.finish()
     flush()
     return {"packets": tracker.packets, "tcp_packets": tracker.tcp_packets, "connections": tracker.next_id}

@@ -60,7 +60,11 @@ Alignment (:func:`align_logs`)
 4. **Placement.** Each line goes on a connection: by its client port (the connection with
    that port that was open at the line's adjusted time, else the nearest in time), else
    the request it matched, else (method + path) the request with that target whose start is
-   nearest within ``window_s``. ``placed_by`` says which. ``adjusted_ts`` = ``ts`` + offset;
+   nearest within ``window_s``, else (a line naming no socket, ``Error: socket hang up``) the
+   connection whose first FIN/RST came last before it, at most ``CLOSE_WINDOW_S`` earlier and
+   not within a millisecond of another close. ``placed_by`` says which (``port``,
+   ``request``, ``path_time``, ``close_time``); lines placed nowhere are counted per source
+   (``unplaced``). ``adjusted_ts`` = ``ts`` + offset;
    ``delta_to_close_s`` = ``adjusted_ts`` − the connection's ``close_ts`` (first FIN/RST).
 
 A source with no match keeps offset 0 (``offset_s`` is ``None`` in the summary, with a
@@ -454,6 +458,33 @@ def _place(lines: pd.DataFrame, conns: pd.DataFrame, reqs: pd.DataFrame, kept: d
     return conn_ids, how, req_index
 
 
+CLOSE_WINDOW_S = 1.0     # a line naming no socket, this soon after a close, is about that close
+
+
+def _place_after_close(conn_ids: list[Any], how: list[Any], adj_ns: np.ndarray, conns: pd.DataFrame) -> None:
+    """Lines that name no port, request or path (``Error: socket hang up``): on the connection
+    whose first FIN/RST came last before them, when that was at most CLOSE_WINDOW_S earlier
+    and no other connection closed within the same millisecond (then it is ambiguous)."""
+    close = np.array([pd.Timestamp(v).value if not _na(v) else np.iinfo(np.int64).max for v in conns["close_ts"]],
+                     dtype=np.int64)
+    known = close != np.iinfo(np.int64).max
+    if not known.any():
+        return
+    order = np.argsort(close[known], kind="stable")
+    ts = close[known][order]
+    ids = conns["conn_id"].to_numpy()[known][order]
+    for i, c in enumerate(conn_ids):
+        if c is not None:
+            continue
+        k = int(np.searchsorted(ts, adj_ns[i], side="right")) - 1
+        if k < 0 or adj_ns[i] - ts[k] > CLOSE_WINDOW_S * 1e9:
+            continue
+        if (k > 0 and ts[k] - ts[k - 1] < 1_000_000) or (k + 1 < len(ts) and ts[k + 1] - ts[k] < 1_000_000):
+            continue
+        conn_ids[i] = int(ids[k])
+        how[i] = "close_time"
+
+
 def _densest_half_median(ds: np.ndarray) -> tuple[float, float]:
     """(median, half-width) of the shortest interval holding ceil(n/2) of the differences.
 
@@ -561,6 +592,7 @@ def align_logs(cap: Any, paths_or_frames: LogInput | Sequence[LogInput], regex: 
     lines["_adj_ns"] = lines["_ns"] + (offsets * 1e9).round().astype("int64")
     lines["adjusted_ts"] = pd.to_datetime(lines["_adj_ns"], unit="ns", utc=True)
     cids, how, ridx = _place(lines, conns, reqs, kept_all, client_ports, window_s)
+    _place_after_close(cids, how, lines["_adj_ns"].to_numpy(), conns)
     lines["conn_id"] = pd.array(cids, dtype="Int64")
     lines["placed_by"] = pd.array(how, dtype="string")
     lines["request_index"] = pd.array(ridx, dtype="Int64")
@@ -570,7 +602,9 @@ def align_logs(cap: Any, paths_or_frames: LogInput | Sequence[LogInput], regex: 
         np.nan if _na(c) or close_ns.get(int(c)) is None else (t - close_ns[int(c)]) / 1e9
         for c, t in zip(lines["conn_id"], lines["_adj_ns"])]
     for src in summary:
-        summary[src]["placed"] = int(lines.loc[lines["source"] == src, "conn_id"].notna().sum())
+        placed = int(lines.loc[lines["source"] == src, "conn_id"].notna().sum())
+        summary[src]["placed"] = placed
+        summary[src]["unplaced"] = summary[src]["lines"] - placed
     out = lines.sort_values(["adjusted_ts", "source", "line_no"], kind="stable")[ALIGNED_COLUMNS]
     return out.reset_index(drop=True), summary
 

@@ -59,7 +59,7 @@ def _json_default(v: Any) -> Any:
     return out
 
 
-def _write_nested(df: "pd.DataFrame", fh: TextIO) -> None:
+def _write_nested(df: "pd.DataFrame", fh: TextIO, lines: bool = False) -> None:
     """Rows with nested cells (findings' evidence), one JSON object per line.
 
     Nested values are written by the C encoder as they are (numpy scalars and timestamps
@@ -67,7 +67,9 @@ def _write_nested(df: "pd.DataFrame", fh: TextIO) -> None:
     first, since JSON has no NaN.
     """
     cols = list(df.columns)
-    fh.write("[\n")
+    sep = "\n" if lines else ",\n"
+    if not lines:
+        fh.write("[\n")
     first = True
     for row in df.itertuples(index=False, name=None):
         rec = {c: (v if isinstance(v, (dict, list)) else _cell(v)) for c, v in zip(cols, row)}
@@ -75,9 +77,12 @@ def _write_nested(df: "pd.DataFrame", fh: TextIO) -> None:
             text = json.dumps(rec, ensure_ascii=True, allow_nan=False, default=_json_default)
         except ValueError:
             text = json.dumps(_cell(rec), ensure_ascii=True, default=_json_default)
-        fh.write(text if first else ",\n" + text)
+        fh.write(text if first else sep + text)
         first = False
-    fh.write("]\n" if first else "\n]\n")
+    if lines:
+        fh.write("" if first else "\n")
+    else:
+        fh.write("]\n" if first else "\n]\n")
 
 
 def use_system_allocator() -> None:
@@ -142,25 +147,26 @@ def _arrow_column(col: "pd.Series") -> pa.Array:
                      for v in col.tolist()], type=pa.binary())
 
 
-def write_json(df: "pd.DataFrame", fh: TextIO) -> None:
+def write_json(df: "pd.DataFrame", fh: TextIO, lines: bool = False) -> None:
     """One JSON array of row objects, one object per line; timestamps ISO-8601 UTC
     (nanoseconds), durations float seconds, missing = null, text ASCII-escaped so any byte
-    sequence from a capture stays valid JSON."""
+    sequence from a capture stays valid JSON. With ``lines``, JSON Lines: the objects alone,
+    one per line."""
     if any(df[c].dtype == object and df[c].map(lambda v: isinstance(v, (dict, list))).any() for c in df.columns):
-        _write_nested(df, fh)    # findings' evidence
+        _write_nested(df, fh, lines)    # findings' evidence
         return
 
     def cells(i: int, n: int) -> list[pa.Array]:
         part = df.iloc[i:i + n]
         return [_arrow_column(part[c]) for c in df.columns]
 
-    _write_rows([str(c) for c in df.columns], len(df), cells, fh)
+    _write_rows([str(c) for c in df.columns], len(df), cells, fh, lines)
 
 
-def write_table_json(table: pa.Table, fh: TextIO) -> None:
+def write_table_json(table: pa.Table, fh: TextIO, lines: bool = False) -> None:
     """:func:`write_json` for an Arrow table (the engine's tables): the same text, no pandas."""
     _write_rows(table.column_names, table.num_rows,
-                lambda i, n: table.slice(i, n).columns, fh)
+                lambda i, n: table.slice(i, n).columns, fh, lines)
 
 
 # Columns are prepared ~128k cells at a time (for a pandas frame that is a conversion to
@@ -171,11 +177,13 @@ _BATCH_CELLS = 1 << 17
 _JOIN_ROWS = 1_024
 
 
-def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[pa.Array]], fh: TextIO) -> None:
+def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[pa.Array]], fh: TextIO,
+                lines: bool = False) -> None:
     from sockscope._rows import RowWriter
 
     keys = [(("{" if i == 0 else ",") + _jstr(c) + ":").encode("ascii") for i, c in enumerate(names)]
-    fh.write("[\n")
+    if not lines:
+        fh.write("[\n")
     raw = getattr(fh, "buffer", None)    # the text is ASCII: its bytes can skip the str copy
     step = max(_JOIN_ROWS, _BATCH_CELLS // max(1, len(names)) // _JOIN_ROWS * _JOIN_ROWS)
     writer = RowWriter()
@@ -184,12 +192,19 @@ def _write_rows(names: list[str], nrows: int, cells: Callable[[int, int], list[p
         n = min(step, nrows - i)
         for j in range(0, n, _JOIN_ROWS):
             text = writer.render(keys, cols, j, min(_JOIN_ROWS, n - j), i + j == 0)
+            if lines:
+                # rows are joined by ",\n"; a raw newline never occurs inside a row (strings
+                # are escaped), so the joints are exactly these
+                text = bytes(text).replace(b",\n{", b"\n{")
             if raw is not None:
                 fh.flush()
                 raw.write(text)
             else:
                 fh.write(str(text, "ascii"))
-    fh.write("\n]\n" if nrows else "]\n")
+    if lines:
+        fh.write("\n" if nrows else "")
+    else:
+        fh.write("\n]\n" if nrows else "]\n")
 
 
 def _csv_safe(v: Any) -> Any:
@@ -202,8 +217,21 @@ def _csv_safe(v: Any) -> Any:
 
 
 def write_csv(df: "pd.DataFrame", fh: TextIO) -> None:
-    """CSV with the same columns; text that a spreadsheet would run as a formula is escaped."""
+    """CSV with the same columns: integers as integers (missing: empty), timestamps as in
+    JSON (ISO-8601 UTC, always nine fractional digits, ``Z``), floats as repr, nested cells
+    as JSON; text that a spreadsheet would run as a formula is escaped."""
     import pandas as pd
 
-    safe = pd.DataFrame({c: [_csv_safe(v) for v in df[c]] for c in df.columns}, columns=df.columns)
-    safe.to_csv(fh, index=False)
+    out = {}
+    for c in df.columns:
+        col = df[c]
+        dt = col.dtype
+        if isinstance(dt, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dt):
+            ns = col.dt.tz_convert("UTC").dt.tz_localize(None) if isinstance(dt, pd.DatetimeTZDtype) else col
+            text = np.datetime_as_string(ns.to_numpy(dtype="datetime64[ns]"), unit="ns")
+            out[c] = pd.Series([None if t == "NaT" else t + "Z" for t in text], index=df.index, dtype=object)
+        elif pd.api.types.is_bool_dtype(dt) or pd.api.types.is_integer_dtype(dt) or pd.api.types.is_float_dtype(dt):
+            out[c] = col
+        else:
+            out[c] = pd.Series([_csv_safe(v) for v in col], index=df.index, dtype=object)
+    pd.DataFrame(out, columns=df.columns).to_csv(fh, index=False)

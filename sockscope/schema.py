@@ -27,6 +27,18 @@ Meanings worth stating (connections)
 * ``idle_before_close_s``: first FIN/RST time minus the last segment that carried new payload
   in either direction (pure ACKs, window updates, keep-alive probes are not activity).
 * ``last_payload_*``: that last segment before the first FIN/RST (or overall, if none).
+
+Extended columns (both engines; the analysis layer reads them)
+--------------------------------------------------------------
+* connections ``data_after_close_rst_frame`` / ``_ts``: the first RST sent, after the first
+  payload that followed the close, by the side that had not sent that payload: its kernel
+  refusing data for a socket that is gone. It is not the closer's own earlier RST (a client
+  that closed with RST resets a second time when the late answer arrives).
+* requests ``response_after_close``: the response began after the client's first FIN or
+  RST, i.e. it was sent to a socket the client had closed. ``outcome`` still describes the
+  bytes on the wire (``complete`` when the whole answer was sent); this flag says the
+  client cannot have read it (after an RST, or a FIN from an application that destroyed the
+  socket; the ``response_after_close`` finding says which).
 """
 
 from __future__ import annotations

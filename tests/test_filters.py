@@ -77,6 +77,9 @@ def test_every_finding_filter_selects_its_evidence(capture: Path):
             # exactly the named frames: each one exists and lies on the finding's tcp.stream
             assert got == named, f"{f['kind']} conn {f['conn_id']}: {flt} selected {sorted(got)}"
             assert _evidence_frames(f["evidence"]) <= named, (f["kind"], f["evidence"], flt)
+            if f["kind"] == "response_after_close" and f["evidence"]["client_rst_frame"] is not None:
+                # the RST that refused the late answer, never one the client sent before it
+                assert f["evidence"]["client_rst_frame"] > f["evidence"]["late_data_frame"], f["evidence"]
         else:
             streams = streams if streams is not None else _stream_frames(capture)
             ids = [int(x) for x in re.findall(r"\d+", flt.split("tcp.stream", 1)[1])]

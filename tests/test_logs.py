@@ -384,3 +384,19 @@ def test_timeline_draws_log_lines():
     assert not [t for t in base.axes[0].texts if (t.get_gid() or "").startswith("log-")]
     with pytest.raises(ValueError):
         timeline(cap, logs=pd.DataFrame({"x": [1]}))
+
+
+def test_a_line_naming_no_socket_is_placed_by_the_close_it_follows(tmp_path):
+    import warnings
+
+    log = tmp_path / "app.log"
+    log.write_text("2026-11-25T17:24:57.969Z Error: socket hang up code=ECONNRESET\n"       # 2.4 ms after conn 0's FIN
+                   "2026-11-25T17:24:55.000Z Error: socket hang up code=ECONNRESET\n")      # after no close
+    cap = sockscope.load(LAB / "before-fix" / "capture.pcap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lines, info = cap.align_logs([log])
+    placed = lines[lines["placed_by"] == "close_time"]
+    assert placed["conn_id"].tolist() == [0]
+    assert 0 < placed["delta_to_close_s"].iloc[0] < 0.01
+    assert info["app.log"]["unplaced"] == 1 and info["app.log"]["placed"] == 1

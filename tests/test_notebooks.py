@@ -45,7 +45,9 @@ def kernel_env(tmp_path_factory):
         "display_name": "sockscope tests", "language": "python"}))
     mp = pytest.MonkeyPatch()
     mp.setenv("JUPYTER_PATH", str(base))
-    mp.setenv("SOCKSCOPE_ROOT", str(ROOT))
+    # No SOCKSCOPE_ROOT, and the kernel runs in a temporary folder: the notebooks find the
+    # captures on their own (beside the sockscope package they import).
+    mp.delenv("SOCKSCOPE_ROOT", raising=False)
     # The kernel chooses its own (inline) backend, as it would for a user.
     mp.delenv("MPLBACKEND", raising=False)
     yield

@@ -661,6 +661,18 @@ def poisoned_session(cap, cport, t, timeout=5 * S, pause=4302 * MS, end="fin", i
     c.send("c", r3.bytes, dt=5 * MS, acks="delayed")
     t_post = c.t
     last = c.last_payload_ts()
+    if end == "rst-crossing":
+        # the client aborts (RST) at its timer; the server's answer, already on its way,
+        # crosses the RST on the wire, and the client's kernel resets a second time
+        c.rst("c", at=last + timeout, ack=False)
+        b3 = json.dumps({"run_id": "r_77", "stdout": "done\n", "stderr": "", "exit_code": 0}).encode()
+        c.send("s", resp(200, "OK", b3, t_ns=c.t), dt=35 * US, acks=None)
+        c.rst("c", dt=38 * US, ack=False)
+        c.note(r3, status=200, outcome="complete", response_body_len=len(b3))
+        cap.finding("connection_reuse", c)
+        cap.finding("client_idle_timeout", c, 3)
+        cap.finding("response_after_close", c, 3)
+        return c
     c.fin("c", at=last + timeout)  # socket.setTimeout fires -> destroy()
     c.ack("s", dt=45 * US)
     if end == "fin":
@@ -794,6 +806,15 @@ def build_incident(out):
                   "2x client_idle_timeout (5.0 s) + response_after_close + connection_reuse")
     poisoned_session(cap, 34228, T0 + 879 * MS, end="late-rst")
     poisoned_session(cap, 34230, T0 + 31_402 * MS, end="late-rst")
+    cap.inferred_timeout_s = 5.0
+    caps.append(cap)
+
+    cap = Capture("incident-rst-crossing.pcap",
+                  "2 poisoned sessions; the client resets at its 5 s timer, the server's answer crosses the RST "
+                  "on the wire and the client's kernel resets again",
+                  "2x client_idle_timeout (5.0 s) + response_after_close citing the second RST + connection_reuse")
+    poisoned_session(cap, 34250, T0 + 879 * MS, end="rst-crossing")
+    poisoned_session(cap, 34252, T0 + 31_402 * MS, end="rst-crossing")
     cap.inferred_timeout_s = 5.0
     caps.append(cap)
 

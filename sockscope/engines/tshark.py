@@ -51,7 +51,8 @@ Extra close columns (the native engine's, same meanings)
     ``_bytes`` count payload frames (keep-alives, RSTs and retransmissions excluded: a
     frame counts when it carries sequence space that side had not sent before) after the
     close frame, from either side; ``data_after_close_frame``/``_ts``/``_by`` describe
-    the first of them. ``protocol`` is ``http`` when tshark dissected HTTP (with a key
+    the first of them, ``data_after_close_rst_frame``/``_ts`` the first RST the other side
+    sent after it (its kernel refusing the late data). ``protocol`` is ``http`` when tshark dissected HTTP (with a key
     log: inside TLS), else ``tls`` when it saw a TLS handshake; ``sni`` the ClientHello's
     server name.
     The requests table likewise carries ``resp_version`` and ``request_first_frame`` /
@@ -194,11 +195,14 @@ EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {
     "data_after_close_frame": "Int64",
     "data_after_close_ts": TS,
     "data_after_close_by": _SIDES,
+    "data_after_close_rst_ts": TS,
+    "data_after_close_rst_frame": "Int64",
 }
 
 # Likewise for requests: the frames of each message (the analysis layer's evidence lists
 # ``request_last_frame``) and the response's HTTP version.
 EXTRA_REQUEST_COLUMNS: dict[str, Any] = {
+    "response_after_close": "boolean",
     "resp_version": "string",
     "request_first_frame": "Int64",
     "request_last_frame": "Int64",
@@ -355,6 +359,8 @@ class _Stream:
     late_ns: int | None = None
     late_frame: int | None = None
     late_side: int | None = None
+    late_rst_ns: int | None = None       # the first RST answering that late data
+    late_rst_frame: int | None = None
     retransmits: int = 0
     gaps: int = 0
     is_http: bool = False
@@ -545,6 +551,8 @@ class _Builder:
         if rst:
             if side.rst_frame is None:
                 side.rst_frame, side.rst_ns = frame, ts
+            if st.late_frame is not None and st.late_rst_frame is None and si != st.late_side:
+                st.late_rst_ns, st.late_rst_frame = ts, frame   # the kernel refusing the late data
             _add_letter(st, si, side, "R", useq)
 
         # --- payload accounting
@@ -834,6 +842,8 @@ class _Builder:
                     "data_after_close_frame": st.late_frame,
                     "data_after_close_ts": st.late_ns,
                     "data_after_close_by": None if st.late_side is None else role[st.late_side],
+                    "data_after_close_rst_ts": st.late_rst_ns,
+                    "data_after_close_rst_frame": st.late_rst_frame,
                 }
             )
         connections = _typed(conns, {**CONNECTION_COLUMNS, **EXTRA_CONNECTION_COLUMNS})
@@ -901,6 +911,11 @@ class _Builder:
                 else:
                     row["outcome"] = "no_response"
                 row["ended_by"] = ended_by
+            # the answer began after the client's first FIN/RST: sent to a closed socket
+            cl = st.sides[ci]
+            client_close = min((t for t in (cl.fin_ns, cl.rst_ns) if t is not None), default=None)
+            start = row.get("response_start")
+            row["response_after_close"] = bool(client_close is not None and start is not None and start > client_close)
             rows.append(row)
         return rows
 

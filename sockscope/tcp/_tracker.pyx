@@ -147,6 +147,8 @@ cdef class Conn:
     cdef int64_t late_ts
     cdef int64_t late_frame
     cdef int late_side
+    cdef int64_t late_rst_ts      # the first RST that answered the data after the close
+    cdef int64_t late_rst_frame
     cdef list islands0
     cdef list islands1
     cdef int64_t island_bytes[2]
@@ -427,6 +429,8 @@ cdef class Tracker:
         c.late_side = -1
         c.late_frame = -1
         c.late_ts = -1
+        c.late_rst_frame = -1
+        c.late_rst_ts = -1
         c.s[0].syn_rel = -1
         c.s[1].syn_rel = -1
         c.s[0].fin_frame = -1
@@ -809,6 +813,10 @@ cdef class Tracker:
         if rst and S.rst_frame < 0:
             S.rst_frame = p.frame
             S.rst_ts = p.ts_ns
+        if rst and c.late_frame >= 0 and c.late_rst_frame < 0 and d != c.late_side:
+            # the peer's kernel refusing data sent after the close (not an RST sent before it)
+            c.late_rst_frame = p.frame
+            c.late_rst_ts = p.ts_ns
 
         # acknowledgements of the peer's data
         rel_ack = -1
@@ -1150,6 +1158,8 @@ def conn_row(Conn c):
         "data_after_close_frame": c.late_frame if c.late_frame >= 0 else None,
         "data_after_close_ts": c.late_ts if c.late_frame >= 0 else None,
         "data_after_close_by": None if c.late_side < 0 else ("client" if c.late_side == cl else "server"),
+        "data_after_close_rst_ts": c.late_rst_ts if c.late_rst_frame >= 0 else None,
+        "data_after_close_rst_frame": c.late_rst_frame if c.late_rst_frame >= 0 else None,
         "protocol": ("unknown", "http", "tls", "unknown")[c.proto],
         "sni": c.sni,
         "session": c.session,
@@ -1224,7 +1234,7 @@ INT_COLUMNS = (
     "missed_bytes", "first_frame", "last_frame", "client_fin_ts", "client_fin_frame",
     "server_fin_ts", "server_fin_frame", "client_rst_ts", "client_rst_frame", "server_rst_ts",
     "server_rst_frame", "data_after_close_pkts", "data_after_close_bytes", "data_after_close_frame",
-    "data_after_close_ts", "requests", "unanswered",
+    "data_after_close_ts", "requests", "unanswered", "data_after_close_rst_ts", "data_after_close_rst_frame",
     # small codes, decoded to categories by the engine
     "roles_from", "state", "closed_by", "close_kind", "last_payload_by", "data_after_close_by",
     "protocol", "client_state", "server_state",
@@ -1354,15 +1364,17 @@ cdef class RowStore:
         push(<carray.array>K[32], c.late_ts if c.late_frame >= 0 else NA)
         push(<carray.array>K[33], nreq)
         push(<carray.array>K[34], nunans)
-        push8(<carray.array>K[35], 0 if c.roles_syn else 1)
-        push8(<carray.array>K[36], STATE_CODES.index(state))
-        push8(<carray.array>K[37], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
-        push8(<carray.array>K[38], c.close_kind - 1)
-        push8(<carray.array>K[39], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
-        push8(<carray.array>K[40], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
-        push8(<carray.array>K[41], c.proto)
-        push8(<carray.array>K[42], O.state)
-        push8(<carray.array>K[43], R.state)
+        push(<carray.array>K[35], c.late_rst_ts if c.late_rst_frame >= 0 else NA)
+        push(<carray.array>K[36], c.late_rst_frame if c.late_rst_frame >= 0 else NA)
+        push8(<carray.array>K[37], 0 if c.roles_syn else 1)
+        push8(<carray.array>K[38], STATE_CODES.index(state))
+        push8(<carray.array>K[39], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
+        push8(<carray.array>K[40], c.close_kind - 1)
+        push8(<carray.array>K[41], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
+        push8(<carray.array>K[42], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
+        push8(<carray.array>K[43], c.proto)
+        push8(<carray.array>K[44], O.state)
+        push8(<carray.array>K[45], R.state)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)

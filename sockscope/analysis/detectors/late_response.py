@@ -7,6 +7,7 @@ import pandas as pd
 
 from sockscope.analysis import _cols
 from sockscope.analysis.model import Context, Finding, Kind
+from sockscope.analysis.text import seconds
 from sockscope.filters import stream_filter
 
 KINDS = (Kind("response_after_close", "warning", "Server answered into closed connections",
@@ -21,7 +22,9 @@ def detect(ctx: Context) -> list[Finding]:
     close_ns, close_fr = ctx.ns("close_ts"), ctx.frames("close_frame")
     late_ns, late_fr = ctx.ns("data_after_close_ts"), ctx.frames("data_after_close_frame")
     late_bytes = ctx.conns["data_after_close_bytes"].to_numpy()
-    rst_fr, rst_ns = ctx.frames("client_rst_frame"), ctx.ns("client_rst_ts")
+    # the RST that refused the late data, not an RST the client sent before it (a client that
+    # closed with RST resets again when the answer arrives)
+    rst_fr, rst_ns = ctx.frames("data_after_close_rst_frame"), ctx.ns("data_after_close_rst_ts")
     resp_start, outcome = ctx.req_ns("response_start"), ctx.req_text("outcome")
     idx = ctx.reqs["index"].to_numpy() if len(ctx.reqs) else np.zeros(0, np.int64)
     found = []
@@ -45,7 +48,7 @@ def detect(ctx: Context) -> list[Finding]:
         server = ctx.endpoint(pos, "server")
         found.append(Finding(
             "response_after_close", "warning", cid, answered,
-            f"server {server} sent {int(late_bytes[pos])} bytes (frame {int(late_fr[pos])}) {late_s:.3f} s after "
+            f"server {server} sent {int(late_bytes[pos])} bytes (frame {int(late_fr[pos])}) {seconds(late_s)} after "
             f"the client closed the connection (frame {int(close_fr[pos])}): the answer was dropped{tail}", ev,
             stream_filter(cid, [close_fr[pos], late_fr[pos], rst])))
     return found
