@@ -342,12 +342,15 @@ def _t(ts: Any, date: bool = False) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
 
 
-def _s(x: Any, digits: int = 3) -> str:
+def _s(x: Any) -> str:
+    """A duration cell: the faces' one style (5.000 s, 12.5 ms, 290 µs); ``-`` when unknown."""
     import pandas as pd
+
+    from sockscope.analysis.text import seconds
 
     if x is None or pd.isna(x):
         return "-"
-    return f"{x:.{digits}f}"
+    return seconds(float(x))
 
 
 def _facts_header(cap) -> str:
@@ -546,9 +549,9 @@ def summary(captures: tuple[str, ...], as_json: bool, as_jsonl: bool, as_csv: bo
     con.print(_facts_header(cap))
     shown = df if selection.limit is not None else df.head(HUMAN_ROWS)
     days = _spans_days(cap)
-    columns = [("id", "right", 0), ("client → server", "left", 0), ("start", "left", 3), ("dur s", "right", 4),
+    columns = [("id", "right", 0), ("client → server", "left", 0), ("start", "left", 3), ("duration", "right", 4),
                ("pkts c/s", "right", 7), ("bytes c/s", "right", 6), ("state", "left", 5), ("closed", "left", 1),
-               ("idle s", "right", 1), ("reqs", "right", 2), ("history", "left", 8)]
+               ("idle", "right", 1), ("reqs", "right", 2), ("history", "left", 8)]
     points = "capture" in df.columns        # several capture points analysed apart
     if points:
         columns.append(("capture", "left", 2))
@@ -567,7 +570,7 @@ def summary(captures: tuple[str, ...], as_json: bool, as_jsonl: bool, as_csv: bo
                      reqs, escape(str(r.history)), *([escape(os.path.basename(str(r.capture)))] if points else [])])
     con.print(_fit(con, columns, rows))
     _more(con, len(shown), matched, "connection(s)")
-    legend = "idle s = silence before the first FIN/RST; frame numbers (#) as in Wireshark"
+    legend = "idle = silence before the first FIN/RST; frame numbers (#) as in Wireshark"
     if (shown["roles_from"].astype(str) != "syn").any():
         legend = "(?) roles guessed without a handshake; " + legend
     con.print(f"[dim]{legend}[/dim]")
@@ -651,19 +654,19 @@ def requests(captures: tuple[str, ...], as_json: bool, as_jsonl: bool, as_csv: b
         groups_shown = groups[:HUMAN_GROUPS]
     else:
         groups_shown = groups
-    columns = [("#", "right", 0), ("sent", "left", 3), ("gap s", "right", 5), ("method uri", "left", 0),
-               ("user-agent", "left", 6), ("status", "right", 1), ("ttfb s", "right", 2), ("outcome", "left", 1)]
+    columns = [("#", "right", 0), ("sent", "left", 3), ("gap", "right", 5), ("method uri", "left", 0),
+               ("user-agent", "left", 6), ("status", "right", 1), ("ttfb", "right", 2), ("outcome", "left", 1)]
     for conn_id, grp in groups_shown:
         c = conns.loc[conn_id]
         closed = "still open at capture end" if pd.isna(c.closed_by) else \
-            f"closed by {c.closed_by} ({c.close_kind}, frame {c.close_frame}) after {_s(c.idle_before_close_s)} s idle"
+            f"closed by {c.closed_by} ({c.close_kind}, frame {c.close_frame}) after {_s(c.idle_before_close_s)} idle"
         con.print(f"\n[bold]connection {conn_id}[/bold] {c.client_ip}:{c.client_port} → "
                   f"{c.server_ip}:{c.server_port} · {len(grp)} request(s) · {closed}")
         rows = []
         prev_end = None
         for r in grp.itertuples():
             gap = "-" if prev_end is None or pd.isna(r.request_start) else \
-                f"{(r.request_start - prev_end).total_seconds():.3f}"
+                _s((r.request_start - prev_end).total_seconds())
             if not pd.isna(r.response_end):
                 prev_end = r.response_end
             elif not pd.isna(r.request_end):

@@ -189,12 +189,10 @@ def _print_connection(con, ctx, cid: int, rows, aligned, timeline: bool, told: b
     client, server = ctx.endpoint(pos, "client"), ctx.endpoint(pos, "server")
     con.print(f"  [bold]connection {cid}[/bold] {client} → {server}   [dim]tcp.stream eq {cid}"
               f"{' (its timeline is above)' if told else ''}[/dim]")
-    if told:
-        pass
-    elif not timeline:
+    if not timeline and not told:
         for r in rows.itertuples():
             con.print(f"    {escape(str(r.summary))}")
-    else:
+    elif not told:
         events = [(e.ts_ns, e.text) for e in report.connection_events(ctx, cid)]
         if aligned is not None:
             c = ctx.conns.iloc[pos]

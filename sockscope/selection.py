@@ -71,7 +71,8 @@ class Selection:
         ids = df["conn_id"] if "conn_id" in df.columns else None
         if self.conn and ids is not None:
             keep &= ids.isin(self.conn).fillna(False).to_numpy(dtype=bool)
-        if (self.host or self.port or (self.since or self.until) and table == "findings") and conns is not None:
+        through_conns = self.host or self.port or ((self.since or self.until) and table == "findings")
+        if through_conns and conns is not None:
             ok = np.ones(len(conns), dtype=bool)
             if self.host:
                 ok &= (conns["client_ip"].isin(self.host) | conns["server_ip"].isin(self.host)).fillna(False) \

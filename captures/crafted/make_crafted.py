@@ -715,6 +715,29 @@ def us_round(c):
         s.ts -= s.ts % US
 
 
+def files_with_close(c, req, body):
+    """A GET /files answered with Connection: close: the server closes after its answer."""
+    c.ack("s", dt=30 * US)
+    c.send("s", resp(200, "OK", body, [("connection", "close")], t_ns=c.t), dt=4 * MS,
+           acks="quick" if len(body) > 1000 else None)
+    c.fin("s", dt=25 * US)  # server honours its own Connection: close
+    c.ack("c", dt=40 * US)
+    c.fin("c", dt=210 * US)
+    c.ack("s", dt=40 * US)
+    c.note(req, status=200, outcome="complete", response_body_len=len(body))
+
+
+def slow_exec(c):
+    """POST /exec on ``c`` answered after 10 s (the fixed client waits for it)."""
+    body = exec_body()
+    r3 = fetch_req("POST", "/exec", body, extra=[("Content-Type", "application/json")])
+    c.send("c", r3.bytes, dt=140 * US, acks="delayed")
+    b3 = json.dumps({"run_id": "r_77", "stdout": "done\n", "stderr": "", "exit_code": 0}).encode()
+    c.send("s", resp(200, "OK", b3, t_ns=c.t), dt=10009 * MS, acks=None)
+    c.ack("c", dt=40 * US)
+    c.note(r3, status=200, outcome="complete", response_body_len=len(b3))
+
+
 def build_incident(out):
     caps = []
     cap = Capture("incident-before-fix.pcap",
@@ -737,26 +760,13 @@ def build_incident(out):
             c = Conv(cap, base + j, t=t + j * 4302 * MS)
             c.open()
             c.send("c", req.bytes, dt=140 * US, acks=None)
-            c.ack("s", dt=30 * US)
-            c.send("s", resp(200, "OK", body, [("connection", "close")], t_ns=c.t), dt=4 * MS,
-                   acks="quick" if len(body) > 1000 else None)
-            c.fin("s", dt=25 * US)  # server honours its own Connection: close
-            c.ack("c", dt=40 * US)
-            c.fin("c", dt=210 * US)
-            c.ack("s", dt=40 * US)
-            c.note(req, status=200, outcome="complete", response_body_len=len(body))
+            files_with_close(c, req, body)
         c = Conv(cap, base + 2, t=c.t + 5 * MS)
         c.open()
-        body = exec_body()
-        r3 = fetch_req("POST", "/exec", body, extra=[("Content-Type", "application/json")])
-        c.send("c", r3.bytes, dt=140 * US, acks="delayed")
-        b3 = json.dumps({"run_id": "r_77", "stdout": "done\n", "stderr": "", "exit_code": 0}).encode()
-        c.send("s", resp(200, "OK", b3, t_ns=c.t), dt=10009 * MS, acks=None)
-        c.ack("c", dt=40 * US)
+        slow_exec(c)
         c.fin("c", dt=300 * US)
         c.fin("s", dt=60 * US)
         c.ack("c", dt=40 * US)
-        c.note(r3, status=200, outcome="complete", response_body_len=len(b3))
     caps.append(cap)
 
     cap = Capture("incident-after-fix-reuse.pcap",
@@ -776,25 +786,12 @@ def build_incident(out):
             else:
                 c.open()
                 c.send("c", req.bytes, dt=140 * US, acks=None)
-            c.ack("s", dt=30 * US)
-            c.send("s", resp(200, "OK", body, [("connection", "close")], t_ns=c.t), dt=4 * MS,
-                   acks="quick" if len(body) > 1000 else None)
-            c.fin("s", dt=25 * US)  # server honours its own Connection: close
-            c.ack("c", dt=40 * US)
-            c.fin("c", dt=210 * US)
-            c.ack("s", dt=40 * US)
-            c.note(req, status=200, outcome="complete", response_body_len=len(body))
+            files_with_close(c, req, body)
             if reuse:
                 cap.finding("connection_reuse", c)
         c = Conv(cap, base + 2, t=c.t + 5 * MS)
         c.open()
-        body = exec_body()
-        r3 = fetch_req("POST", "/exec", body, extra=[("Content-Type", "application/json")])
-        c.send("c", r3.bytes, dt=140 * US, acks="delayed")
-        b3 = json.dumps({"run_id": "r_77", "stdout": "done\n", "stderr": "", "exit_code": 0}).encode()
-        c.send("s", resp(200, "OK", b3, t_ns=c.t), dt=10009 * MS, acks=None)
-        c.ack("c", dt=40 * US)
-        c.note(r3, status=200, outcome="complete", response_body_len=len(b3))
+        slow_exec(c)
         post_conv = c       # kept alive in the client's pool
     c.fin("c", dt=300 * MS)     # the process exits: its pool closes the last idle socket
     c.fin("s", dt=60 * US)

@@ -57,10 +57,7 @@ class Diagnosis:
 
 def per_connection(ctx: Context) -> list[Finding]:
     """The per-connection findings of ``ctx``, by connection (table order), in registry order."""
-    found: list[Finding] = []
-    for rank, module in enumerate(PER_CONNECTION):
-        for f in module.detect(ctx):
-            found.append(f)
+    found: list[Finding] = [f for module in PER_CONNECTION for f in module.detect(ctx)]
     if not found:
         return found
     pos = pd.Index(ctx.conn_id).drop_duplicates().get_indexer([f.conn_id for f in found])

@@ -22,7 +22,7 @@ import pandas as pd
 from sockscope.analysis import _cols
 from sockscope.analysis.detectors import KINDS
 from sockscope.analysis.model import Context
-from sockscope.analysis.text import request_type
+from sockscope.analysis.text import request_type, seconds
 
 @dataclass(frozen=True, slots=True)
 class KindGroup:
@@ -117,9 +117,9 @@ def connection_events(ctx: Context, conn_id: int) -> list[Event]:
                 ev.append(Event(int(start[i]), f"→ request {idx[i]}: {method[i]} {uri[i]}{agent} "
                                                f"(frame {_cols.frame(first[i])})"))
             if rstart[i] != _cols.NAT:
-                t = "-" if np.isnan(ttfb[i]) else f"{ttfb[i]:.3f}"
+                t = "-" if np.isnan(ttfb[i]) else seconds(float(ttfb[i]))
                 code = "" if status[i] == _cols.NO_FRAME else str(int(status[i]))
-                ev.append(Event(int(rstart[i]), f"← {code} {reason[i] or ''} for request {idx[i]} (ttfb {t} s)"))
+                ev.append(Event(int(rstart[i]), f"← {code} {reason[i] or ''} for request {idx[i]} (ttfb {t})"))
     lp = ctx.ns("last_payload_ts")[pos]
     if lp != _cols.NAT:
         ev.append(Event(int(lp), f"  last byte on the socket (frame {_cols.frame(ctx.frames('last_payload_frame')[pos])}, "
@@ -129,7 +129,7 @@ def connection_events(ctx: Context, conn_id: int) -> list[Event]:
         idle = ctx.closes.idle_s[pos]
         ev.append(Event(int(close_ns), f"✖ {ctx.text('closed_by')[pos]} sends {ctx.text('close_kind')[pos]} "
                                        f"(frame {_cols.frame(close_fr)}) after "
-                                       f"{'-' if np.isnan(idle) else f'{idle:.3f}'} s of silence"))
+                                       f"{'unknown' if np.isnan(idle) else seconds(float(idle))} of silence"))
     for side in ("client", "server"):
         for kind in ("fin", "rst"):
             fr = ctx.frames(f"{side}_{kind}_frame")[pos]

@@ -40,11 +40,11 @@ def ua_family(ua: Any) -> str | None:
 
 
 def seconds(t: float) -> str:
-    """A duration the way every text face writes it: ``5 s``, ``1.234 s``, ``500 ms``, ``23 µs``."""
+    """A duration the way every face writes it (text, plots, reports): ``5.000 s``,
+    ``12.5 ms``, ``290 µs`` -- readable at a glance, precise enough to compare."""
     a = abs(t)
     if a >= 1:
-        ms = round(t * 1000)
-        return f"{ms // 1000} s" if ms % 1000 == 0 else f"{t:.3f} s"
+        return f"{t:.3f} s"
     if a >= 1e-3:
-        return f"{t * 1e3:.0f} ms" if round(t * 1e3, 3) == round(t * 1e3) else f"{t * 1e3:.1f} ms"
+        return f"{t * 1e3:.1f} ms"
     return f"{t * 1e6:.0f} µs"

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from sockscope.analysis import path_template
+from sockscope.analysis.text import seconds
 from sockscope.plot._mpl import new_figure
 
 # Colours: the two sides are always the same colours, on every plot.
@@ -139,13 +140,9 @@ def _source_name(cap: Any) -> str:
     return f"{parent}/{os.path.basename(path)}" if parent else os.path.basename(path)
 
 
-def _dur(seconds: float) -> str:
-    """5.000 s, 290 µs, 12.5 ms: readable at a glance, precise enough to compare."""
-    if seconds >= 1:
-        return f"{seconds:.3f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.0f} µs"
+def _dur(t: float) -> str:
+    """The faces' one duration style (:func:`sockscope.analysis.text.seconds`)."""
+    return seconds(t)
 
 
 def _merge_close_by(labels: list[_Label], tol: float) -> list[_Label]:
