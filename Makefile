@@ -45,6 +45,7 @@ captures: system-deps install
 	$(PY) captures/crafted/make_crafted.py
 	@if [ -x lab/record_all.sh ]; then bash lab/record_all.sh; fi
 	@if [ -x lab/record_rotated.sh ]; then bash lab/record_rotated.sh; fi
+	@if [ -x lab/record_paths.sh ]; then bash lab/record_paths.sh; fi
 
 fuzz: install
 	$(PY) bench/fuzz.py --inputs 100000

@@ -48,6 +48,7 @@ class _Watcher:
     def on_close(self, ev: dict[str, Any]) -> None:
         """The tracker's live hook: a connection's first FIN/RST."""
         from sockscope.analysis import classify_close
+        from sockscope.analysis.closes import forged_rst
         from sockscope.analysis.timers import cluster_closes
 
         import numpy as np
@@ -69,12 +70,13 @@ class _Watcher:
             clusters, member = cluster_closes(np.full(n, "client", dtype=object), np.ones(n, dtype=bool),
                                               np.array(self.killer_idle), np.array(self.killer_ids))
             cluster = clusters[member[-1]] if member[-1] >= 0 else None
-        kind = classify_close(ev["closed_by"], ev["outstanding"], idle, cluster)
+        forged = forged_rst(ev.pop("rst_ttl", None), ev.pop("ttl_min", None), ev.pop("ttl_max", None))
+        kind = "middlebox_rst" if forged else classify_close(ev["closed_by"], ev["outstanding"], idle, cluster)
         ev["kind"] = kind or "close"
         if kind == "client_idle_timeout" and cluster is not None:
             ev["inferred_timeout_s"] = cluster.timer_s
             ev["timeout_cluster_size"] = cluster.count
-        if kind not in ("client_idle_timeout", "client_abort", "server_abort") and not self.all_closes:
+        if kind not in ("client_idle_timeout", "client_abort", "server_abort", "middlebox_rst") and not self.all_closes:
             return
         idle_t = "-" if idle is None else f"{idle:.3f} s"
         line = (f"{ev['close_ts']}  conn {ev['conn_id']} {ev['client']} → {ev['server']}: "
@@ -83,6 +85,8 @@ class _Watcher:
             t = ev.get("inferred_timeout_s")
             line = ("KILLED  " + line + " with a request outstanding"
                     + (f"; timer ≈ {t:g} s ({ev['timeout_cluster_size']} so far)" if t else ""))
+        elif kind == "middlebox_rst":
+            line = "FORGED  " + line + ": an RST its claimed sender did not send (IP TTL differs)"
         elif kind in ("client_abort", "server_abort"):
             line = "ABORT   " + line + f" with a request outstanding ({kind})"
         else:

@@ -55,7 +55,11 @@ _CONN_FIELDS: dict[str, str] = {
     "client_rst_ts": "t", "client_rst_frame": "i", "server_rst_ts": "t", "server_rst_frame": "i",
     "data_after_close_pkts": "i", "data_after_close_bytes": "i", "data_after_close_frame": "i",
     "data_after_close_ts": "t", "data_after_close_by": "s", "data_after_close_rst_ts": "t",
-    "data_after_close_rst_frame": "i", "client_state": "s", "server_state": "s",
+    "data_after_close_rst_frame": "i",
+    "client_ttl_min": "i", "client_ttl_max": "i", "client_rst_ttl": "i", "client_rst_ip_id": "i",
+    "client_ip_id_before_rst": "i", "server_ttl_min": "i", "server_ttl_max": "i", "server_rst_ttl": "i",
+    "server_rst_ip_id": "i", "server_ip_id_before_rst": "i",
+    "client_state": "s", "server_state": "s",
 }
 
 _REQ_FIELDS: dict[str, str] = {

@@ -232,7 +232,7 @@ def compare_requests(req_rows: list[dict], truth: dict) -> list[str]:
 # The diagnosis vocabulary the truth files are written in (DESIGN.md, "Diagnosis vocabulary").
 TRUTH_VOCABULARY = frozenset({
     "client_idle_timeout", "server_idle_close", "stale_reuse", "response_after_close",
-    "server_abort", "client_abort", "connection_reuse",
+    "server_abort", "client_abort", "connection_reuse", "refused", "syn_unanswered", "middlebox_rst",
 })
 
 

@@ -27,7 +27,7 @@ from sockscope.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = sorted(p for p in (REPO / "captures").rglob("*") if p.suffix in (".pcap", ".pcapng")
-                  and "rotated" not in p.parts)
+                  and "rotated" not in p.parts and p.stat().st_size > 24)    # > a bare pcap header
 ROTATED = sorted((REPO / "captures" / "lab" / "rotated").glob("dump-*.pcap"))
 
 

@@ -127,7 +127,8 @@ def _checksums_ok(ip):
 
 def _connections(packets):
     """Split TCP frames into connections by 4-tuple; a SYN without ACK on a tuple that
-    already carried traffic starts a new connection (port reuse)."""
+    already carried traffic starts a new connection (port reuse), unless it repeats the
+    sequence number of the connection's own SYN (a retransmitted SYN)."""
     conns, current = [], {}
     for frame, pkt in enumerate(packets, 1):
         ip = _l3(pkt)
@@ -137,8 +138,9 @@ def _connections(packets):
         ends = tuple(sorted([(ip.src, tcp.sport), (ip.dst, tcp.dport)]))
         syn_only = tcp.flags.S and not tcp.flags.A
         conn = current.get(ends)
-        if conn is None or (syn_only and conn["frames"]):
-            conn = {"frames": []}
+        again = conn is not None and syn_only and conn.get("syn_seq") == int(tcp.seq)
+        if conn is None or (syn_only and conn["frames"] and not again):
+            conn = {"frames": [], "syn_seq": int(tcp.seq) if syn_only else None}
             conns.append(conn)
             current[ends] = conn
         conn["frames"].append((frame, pkt.time, ip))
@@ -206,6 +208,8 @@ def _check_connection(want, frames):
     probes = set(want["keepalive_probe_frames"])
     for who in ("client", "server"):
         mine = [f for f in frames if side(f[2]) == who]
+        if not mine:
+            continue        # a side that never answered (SYNs nobody acknowledged)
         syn = [ip for _, _, ip in mine if ip[TCP].flags.S]
         base = int(syn[0][TCP].seq) + 1 if syn else int(mine[0][2][TCP].seq)
         top, have = _span([f for f in mine if f[0] not in probes], base)
@@ -264,7 +268,17 @@ def _check_findings(truth):
             assert c["closed_by"] == "client"
             assert abs(c["idle_before_close_s"] - truth["inferred_timeout_s"]) < 1e-6
         elif f["kind"] == "server_idle_close":
-            assert c["closed_by"] == "server" and c["unanswered"] == 0
+            # nothing was waiting at the close; a request sent after it is a stale reuse
+            stale = {g["request_index"] for g in truth["findings"]
+                     if g["kind"] == "stale_reuse" and g["conn_id"] == f["conn_id"]}
+            assert c["closed_by"] == "server" and c["unanswered"] == len(stale)
+        elif f["kind"] == "stale_reuse":
+            assert c["closed_by"] == "server" and c["close_kind"] == "FIN"
+            assert c["requests"][f["request_index"] - 1]["outcome"] != "complete"
+        elif f["kind"] == "refused":
+            assert c["state"] == "REJ" and c["server_pkts"] == 1
+        elif f["kind"] == "syn_unanswered":
+            assert c["state"] == "S0" and c["server_pkts"] == 0 and c["client_pkts"] >= 2
         elif f["kind"] == "response_after_close":
             assert c["closed_by"] == "client" and c["last_frame"] > c["close_frame"]
         elif f["kind"] == "connection_reuse":

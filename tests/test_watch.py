@@ -71,6 +71,8 @@ def _bundled() -> list[Path]:
 
 @pytest.mark.parametrize("capture", _bundled(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_watch_and_diagnose_label_every_connection_alike(capture):
+    if capture.stat().st_size <= 24:
+        pytest.skip("a pcap header and no packet (nothing reached that capture point)")
     run = lambda *a: subprocess.run([sys.executable, "-m", "sockscope", *a, str(capture)],  # noqa: E731
                                     capture_output=True, text=True, timeout=300)
     w, d = run("watch", "--json"), run("diagnose", "--json")

@@ -1034,11 +1034,12 @@ def build_edges(out):
 
     # ---- RST variants
     cap = Capture("rst-vs-fin.pcap", "REJ (SYN answered by RST), RSTO (client aborts after a complete response), RSTR (server resets an outstanding request)",
-                  "states REJ, RSTO, RSTR; server_abort on conn 2")
+                  "states REJ, RSTO, RSTR; refused on conn 0, server_abort on conn 2")
     c = Conv(cap, 40300, sport=8001, t=T0)
     c.protocol = "unknown"
     c.seg("c", "S", opts=(("MSS", 1460),))
     c.seg("s", "RA", dt=70 * US, seq=0, ack=c.nxt["c"])
+    cap.finding("refused", c)
     c = Conv(cap, 40302, t=T0 + 1 * S)
     c.open()
     r = fetch_req("GET", "/health")
@@ -1295,10 +1296,65 @@ def build_formats(out):
     return caps
 
 
+def build_failures(out):
+    """Connections that never got going: a refused port, SYNs nobody answers."""
+    caps = []
+    cap = Capture("refused.pcap",
+                  "GET /health on port 8000 answered; two connection attempts to port 8001, one second apart, "
+                  "each SYN answered by RST (nothing listens there)",
+                  "refused on conns 1 and 2; conn 0 healthy")
+    small_exchange(cap, 35100, T0 + 879 * MS)
+    for k in range(2):
+        c = Conv(cap, 35102 + 2 * k, sport=8001, t=T0 + 2 * S + k * S)
+        c.seg("c", "S", opts=(("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)))
+        c.seg("s", "RA", dt=61 * US, seq=0)
+        c.protocol = "unknown"
+        cap.finding("refused", c)
+    us_round(c)     # a microsecond pcap
+    caps.append(cap)
+
+    cap = Capture("syn-unanswered.pcap",
+                  "a SYN to port 8002 retransmitted after 1, 3 and 7 s with no answer, while GET /health to port "
+                  "8000 of the same server is answered",
+                  "syn_unanswered on conn 1; conn 0 healthy")
+    c = Conv(cap, 35200, sport=8002, t=T0 + 879 * MS)
+    syn = c.seg("c", "S", opts=(("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)))
+    for at in (1, 3, 7):    # Linux: the SYN's RTO doubles from 1 s
+        c.seg("c", "S", at=syn.ts + at * S, seq=syn.seq, opts=syn.opts)
+    c.protocol = "unknown"
+    cap.finding("syn_unanswered", c)
+    small_exchange(cap, 35202, T0 + 2 * S)
+    us_round(c)
+    caps.append(cap)
+
+    cap = Capture("stale-reuse.pcap",
+                  "keep-alive race: the server closes an idle connection after its 2 s keep-alive timeout; the "
+                  "client, not yet aware, sends its next request 300 us later and the server answers RST",
+                  "stale_reuse (request 2) and server_idle_close on conn 0")
+    c = Conv(cap, 35300, t=T0 + 879 * MS)
+    c.open()
+    r1 = fetch_req("GET", "/health")
+    c.send("c", r1.bytes, dt=140 * US, acks=None)
+    b = b'{"status":"ok"}'
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=1 * MS, acks="quick")
+    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
+    c.fin("s", dt=2 * S)                     # the server's keep-alive timer
+    r2 = fetch_req("GET", "/health")
+    c.send("c", r2.bytes, dt=300 * US, acks=None)   # the pool hands out the socket it still thinks open
+    c.rst("s", dt=40 * US, ack=False)
+    c.note(r2, status=None, outcome="no_response", ended_by="server_rst")
+    cap.finding("server_idle_close", c)
+    cap.finding("stale_reuse", c, 2)
+    us_round(c)
+    caps.append(cap)
+    return caps
+
+
 def build_all(out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    caps = build_incident(out_dir) + build_mixed(out_dir) + build_edges(out_dir) + build_formats(out_dir)
+    caps = (build_incident(out_dir) + build_mixed(out_dir) + build_edges(out_dir) + build_formats(out_dir)
+            + build_failures(out_dir))
     names = []
     for cap in caps:
         write_capture(cap, out_dir)

@@ -40,9 +40,27 @@ class CloseInfo:
     level: str                      # 'http' | 'tcp'
 
 
+def forged_rst(rst_ttl: float | None, ttl_min: float | None, ttl_max: float | None) -> bool:
+    """An RST whose IP TTL (hop limit) lies outside the range of every other packet the side
+    it claims to come from sent on the connection: another device sent it in that side's
+    name (a firewall, a load balancer, an IPS). A host's own RSTs leave with the same
+    initial TTL over the same path as its data, so they arrive with the same TTL. Unknown
+    values (the side sent nothing else, or the engine does not record TTLs) never count as
+    evidence."""
+    def known(v: float | None) -> bool:
+        return v is not None and v == v and v >= 0
+
+    if not (known(rst_ttl) and known(ttl_min) and known(ttl_max)):
+        return False
+    return bool(rst_ttl < ttl_min or rst_ttl > ttl_max)   # type: ignore[operator]
+
+
 def classify_close(closer: str | None, outstanding: bool, idle_s: float | None,
-                   cluster: TimeoutCluster | None) -> str | None:
+                   cluster: TimeoutCluster | None, forged: bool = False) -> str | None:
     """The finding kind a close is, or None for an ordinary close.
+
+    A close by an RST the closer did not send (``forged``) is no side's doing: it is the
+    ``middlebox_rst`` detector's finding, and none of the kinds below.
 
     - the client closed with something outstanding after >= MIN_TIMER_S of silence, and the
       close belongs to a timer cluster (two or more alike, or a round value):
@@ -51,7 +69,7 @@ def classify_close(closer: str | None, outstanding: bool, idle_s: float | None,
     - the server closed with something outstanding: ``server_abort``;
     - the server closed with nothing outstanding after >= MIN_TIMER_S: ``server_idle_close``.
     """
-    if closer is None:
+    if closer is None or forged:
         return None
     if outstanding:
         if closer == "client":
@@ -87,6 +105,7 @@ class Closes:
     idle_s: np.ndarray            # float, NaN when unknown
     n_outstanding: np.ndarray     # int: outstanding requests (1 for a TCP-level verdict)
     tcp_level: np.ndarray         # bool
+    forged: np.ndarray            # bool: closed by an RST its claimed sender did not send
     req_outstanding: np.ndarray   # bool per request row (ctx.reqs order)
     clusters: list[TimeoutCluster]
     cluster: np.ndarray           # int: index into clusters, -1 for none
@@ -107,6 +126,7 @@ class Closes:
         if member.any():
             is_timer = np.array([k.is_timer for k in self.clusters], dtype=bool)
             timer[member] = is_timer[self.cluster[member]]
+        has &= ~self.forged          # a forged RST is no side's close (see forged_rst)
         client, server = has & (self.closer == "client"), has & (self.closer == "server")
         out[client & waiting] = "client_abort"
         out[client & waiting & idle_ok & timer] = "client_idle_timeout"
@@ -136,7 +156,23 @@ def attribute(ctx: "Context") -> Closes:
         clusters, member = cluster_closes(np.concatenate([h.side, closer]), np.concatenate([h.outstanding, n_out > 0]),
                                           np.concatenate([h.idle_s, idle]), np.concatenate([h.conn_id, ctx.conn_id]))
         member = member[len(h.idle_s):]
-    return Closes(closer, kind, idle, n_out, tcp, req_out, clusters, member)
+    return Closes(closer, kind, idle, n_out, tcp, forged_closes(ctx, closer, kind), req_out, clusters, member)
+
+
+def forged_rsts(ctx: "Context", side: str) -> np.ndarray:
+    """Per connection: was ``side``'s first RST sent by someone else (:func:`forged_rst`)?"""
+    rst = ctx.frames(f"{side}_rst_ttl").astype(np.float64)
+    lo = ctx.frames(f"{side}_ttl_min").astype(np.float64)
+    hi = ctx.frames(f"{side}_ttl_max").astype(np.float64)
+    ok = (rst >= 0) & (lo >= 0) & (hi >= 0)
+    return ok & ((rst < lo) | (rst > hi))
+
+
+def forged_closes(ctx: "Context", closer: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Per connection: was the close an RST that the closer did not send?"""
+    rst = kind == "RST"
+    return (rst & (closer == "client") & forged_rsts(ctx, "client")) | \
+        (rst & (closer == "server") & forged_rsts(ctx, "server"))
 
 
 def close_attribution(connections: pd.DataFrame, requests: pd.DataFrame) -> dict[int, CloseInfo]:

@@ -103,6 +103,14 @@ def connection_events(ctx: Context, conn_id: int) -> list[Event]:
         return []
     pos = int(hit[0])
     ev: list[Event] = []
+    state = ctx.text("state")[pos]
+    if state in ("S0", "REJ") and ctx.text("roles_from")[pos] == "syn":
+        # a connection that never got going: its SYNs are the story
+        syns = int(ctx.conns["client_pkts"].iat[pos])
+        ev.append(Event(int(ctx.ns("start")[pos]), f"→ SYN (frame {int(ctx.frames('first_frame')[pos])})"))
+        if syns > 1:
+            ev.append(Event(int(ctx.ns("end")[pos]), f"→ SYN again: {syns} in all, the last in frame "
+                                                     f"{int(ctx.frames('last_frame')[pos])}; no answer"))
     lo, hi = ctx.req_bounds(pos)
     if hi > lo:
         idx = ctx.reqs["index"].to_numpy()
@@ -127,9 +135,17 @@ def connection_events(ctx: Context, conn_id: int) -> list[Event]:
     close_ns, close_fr = ctx.ns("close_ts")[pos], ctx.frames("close_frame")[pos]
     if close_ns != _cols.NAT:
         idle = ctx.closes.idle_s[pos]
-        ev.append(Event(int(close_ns), f"✖ {ctx.text('closed_by')[pos]} sends {ctx.text('close_kind')[pos]} "
-                                       f"(frame {_cols.frame(close_fr)}) after "
-                                       f"{'unknown' if np.isnan(idle) else seconds(float(idle))} of silence"))
+        silence = "" if np.isnan(idle) else f" after {seconds(float(idle))} of silence"
+        closer = ctx.text("closed_by")[pos]
+        if ctx.closes.forged[pos]:
+            lo, hi = int(ctx.frames(f"{closer}_ttl_min")[pos]), int(ctx.frames(f"{closer}_ttl_max")[pos])
+            own = f"{lo}" if lo == hi else f"{lo}–{hi}"
+            ev.append(Event(int(close_ns), f"✖ RST in the {closer}'s name (frame {_cols.frame(close_fr)}){silence}, "
+                                           f"NOT sent by the {closer}: TTL {int(ctx.frames(f'{closer}_rst_ttl')[pos])}, "
+                                           f"the {closer}'s own packets TTL {own}"))
+        else:
+            ev.append(Event(int(close_ns), f"✖ {closer} sends {ctx.text('close_kind')[pos]} "
+                                           f"(frame {_cols.frame(close_fr)}){silence}"))
     for side in ("client", "server"):
         for kind in ("fin", "rst"):
             fr = ctx.frames(f"{side}_{kind}_frame")[pos]

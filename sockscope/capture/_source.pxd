@@ -30,6 +30,8 @@ cdef struct Pkt:
     int32_t ip_len          # IP total length (header + payload), as Zeek's *_ip_bytes
     int32_t tcp_len         # payload length claimed by the IP header
     int32_t cap_len         # payload bytes actually captured (<= tcp_len)
+    uint8_t ttl             # IPv4 TTL / IPv6 hop limit: tells a sender's own packets from forged ones
+    int32_t ip_id           # IPv4 identification; -1 for IPv6 (no such field)
     const uint8_t* payload
 
 cdef class PacketSource:

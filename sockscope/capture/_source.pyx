@@ -99,6 +99,8 @@ cdef int decode_ip(const uint8_t* d, Py_ssize_t n, Pkt* p) noexcept nogil:
         memcpy(p.src, d + 12, 4)
         memcpy(p.dst, d + 16, 4)
         p.ip_len = <int32_t>total
+        p.ttl = d[8]
+        p.ip_id = be16(d + 4)
         off = ihl
     elif ver == 6:
         if n < 40:
@@ -129,6 +131,8 @@ cdef int decode_ip(const uint8_t* d, Py_ssize_t n, Pkt* p) noexcept nogil:
         memcpy(p.src, d + 8, 16)
         memcpy(p.dst, d + 24, 16)
         p.ip_len = <int32_t>total
+        p.ttl = d[7]
+        p.ip_id = -1
     else:
         return PKT_NOT_IP
     # TCP

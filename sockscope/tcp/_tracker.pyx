@@ -101,6 +101,14 @@ cdef struct Side:
     int64_t rst_ts
     int64_t rst_frame
     int64_t syn_rel          # relative seq of this side's SYN, -1 if none
+    # What a forged RST gives away: the IP TTL / hop limit of this side's own packets (not
+    # its RSTs), the IP-ID of its last one, and those of its first RST.
+    int ttl_min              # 256 when none yet
+    int ttl_max              # -1 when none yet
+    int32_t ipid_last        # -2 when none yet (-1: IPv6)
+    int rst_ttl
+    int32_t rst_ipid
+    int32_t ipid_before_rst  # ipid_last when the first RST came
 
 
 cdef inline int64_t unwrap(Side* s, uint32_t seq) noexcept nogil:
@@ -437,6 +445,12 @@ cdef class Tracker:
         c.s[1].fin_frame = -1
         c.s[0].rst_frame = -1
         c.s[1].rst_frame = -1
+        c.s[0].ttl_min = c.s[1].ttl_min = 256
+        c.s[0].ttl_max = c.s[1].ttl_max = -1
+        c.s[0].ipid_last = c.s[1].ipid_last = -2
+        c.s[0].rst_ttl = c.s[1].rst_ttl = -1
+        c.s[0].rst_ipid = c.s[1].rst_ipid = -2
+        c.s[0].ipid_before_rst = c.s[1].ipid_before_rst = -2
         c.proto = 0 if self.l7 else 3
         cdef bint syn = (p.flags & F_SYN) != 0
         cdef bint ack = (p.flags & F_ACK) != 0
@@ -731,6 +745,17 @@ cdef class Tracker:
 
         S.pkts += 1
         S.ip_bytes += p.ip_len
+        if rst:
+            if S.rst_ttl < 0:
+                S.rst_ttl = p.ttl
+                S.rst_ipid = p.ip_id
+                S.ipid_before_rst = S.ipid_last
+        else:
+            if p.ttl < S.ttl_min:
+                S.ttl_min = p.ttl
+            if p.ttl > S.ttl_max:
+                S.ttl_max = p.ttl
+            S.ipid_last = p.ip_id
         if not (c.s[0].did_close and c.s[1].did_close):
             c.last_ts = p.ts_ns
         c.seen_ts = p.ts_ns
@@ -922,6 +947,10 @@ cdef class Tracker:
             "idle_s": c.idle_close_ns / 1e9 if c.idle_close_ns >= 0 else None,
             "last_payload_frame": c.last_pay_frame if c.last_pay_frame >= 0 else None,
             "outstanding": bool(outstanding), "level": level,
+            # the closer's RST against its own packets' TTLs (sockscope.analysis.closes.forged_rst)
+            "rst_ttl": c.s[c.close_side].rst_ttl if c.close_kind == 2 else None,
+            "ttl_min": c.s[c.close_side].ttl_min if c.s[c.close_side].ttl_max >= 0 else None,
+            "ttl_max": c.s[c.close_side].ttl_max if c.s[c.close_side].ttl_max >= 0 else None,
             "requests": len(c.session.exchanges) if c.session is not None else 0,
         })
 
@@ -1160,6 +1189,16 @@ def conn_row(Conn c):
         "data_after_close_by": None if c.late_side < 0 else ("client" if c.late_side == cl else "server"),
         "data_after_close_rst_ts": c.late_rst_ts if c.late_rst_frame >= 0 else None,
         "data_after_close_rst_frame": c.late_rst_frame if c.late_rst_frame >= 0 else None,
+        "client_ttl_min": O.ttl_min if O.ttl_max >= 0 else None,
+        "client_ttl_max": O.ttl_max if O.ttl_max >= 0 else None,
+        "client_rst_ttl": O.rst_ttl if O.rst_ttl >= 0 else None,
+        "client_rst_ip_id": O.rst_ipid if O.rst_ipid >= 0 else None,
+        "client_ip_id_before_rst": O.ipid_before_rst if O.ipid_before_rst >= 0 else None,
+        "server_ttl_min": R.ttl_min if R.ttl_max >= 0 else None,
+        "server_ttl_max": R.ttl_max if R.ttl_max >= 0 else None,
+        "server_rst_ttl": R.rst_ttl if R.rst_ttl >= 0 else None,
+        "server_rst_ip_id": R.rst_ipid if R.rst_ipid >= 0 else None,
+        "server_ip_id_before_rst": R.ipid_before_rst if R.ipid_before_rst >= 0 else None,
         "protocol": ("unknown", "http", "tls", "unknown")[c.proto],
         "sni": c.sni,
         "session": c.session,
@@ -1235,6 +1274,8 @@ INT_COLUMNS = (
     "server_fin_ts", "server_fin_frame", "client_rst_ts", "client_rst_frame", "server_rst_ts",
     "server_rst_frame", "data_after_close_pkts", "data_after_close_bytes", "data_after_close_frame",
     "data_after_close_ts", "requests", "unanswered", "data_after_close_rst_ts", "data_after_close_rst_frame",
+    "client_ttl_min", "client_ttl_max", "client_rst_ttl", "client_rst_ip_id", "client_ip_id_before_rst",
+    "server_ttl_min", "server_ttl_max", "server_rst_ttl", "server_rst_ip_id", "server_ip_id_before_rst",
     # small codes, decoded to categories by the engine
     "roles_from", "state", "closed_by", "close_kind", "last_payload_by", "data_after_close_by",
     "protocol", "client_state", "server_state",
@@ -1366,15 +1407,25 @@ cdef class RowStore:
         push(<carray.array>K[34], nunans)
         push(<carray.array>K[35], c.late_rst_ts if c.late_rst_frame >= 0 else NA)
         push(<carray.array>K[36], c.late_rst_frame if c.late_rst_frame >= 0 else NA)
-        push8(<carray.array>K[37], 0 if c.roles_syn else 1)
-        push8(<carray.array>K[38], STATE_CODES.index(state))
-        push8(<carray.array>K[39], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
-        push8(<carray.array>K[40], c.close_kind - 1)
-        push8(<carray.array>K[41], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
-        push8(<carray.array>K[42], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
-        push8(<carray.array>K[43], c.proto)
-        push8(<carray.array>K[44], O.state)
-        push8(<carray.array>K[45], R.state)
+        push(<carray.array>K[37], O.ttl_min if O.ttl_max >= 0 else NA)
+        push(<carray.array>K[38], O.ttl_max if O.ttl_max >= 0 else NA)
+        push(<carray.array>K[39], O.rst_ttl if O.rst_ttl >= 0 else NA)
+        push(<carray.array>K[40], O.rst_ipid if O.rst_ipid >= 0 else NA)
+        push(<carray.array>K[41], O.ipid_before_rst if O.ipid_before_rst >= 0 else NA)
+        push(<carray.array>K[42], R.ttl_min if R.ttl_max >= 0 else NA)
+        push(<carray.array>K[43], R.ttl_max if R.ttl_max >= 0 else NA)
+        push(<carray.array>K[44], R.rst_ttl if R.rst_ttl >= 0 else NA)
+        push(<carray.array>K[45], R.rst_ipid if R.rst_ipid >= 0 else NA)
+        push(<carray.array>K[46], R.ipid_before_rst if R.ipid_before_rst >= 0 else NA)
+        push8(<carray.array>K[47], 0 if c.roles_syn else 1)
+        push8(<carray.array>K[48], STATE_CODES.index(state))
+        push8(<carray.array>K[49], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
+        push8(<carray.array>K[50], c.close_kind - 1)
+        push8(<carray.array>K[51], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
+        push8(<carray.array>K[52], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
+        push8(<carray.array>K[53], c.proto)
+        push8(<carray.array>K[54], O.state)
+        push8(<carray.array>K[55], R.state)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)
