@@ -140,3 +140,22 @@ def test_tls_keylog_is_never_ignored(tmp_path):
         assert r.returncode == 0 and "--engine tshark" in r.stderr
     else:
         assert r.returncode == 2 and "--engine tshark" in r.stderr
+
+
+def test_times_carry_their_date_when_a_capture_crosses_midnight(tmp_path):
+    import struct
+
+    data = bytearray(BEFORE.read_bytes())
+    pos, n = 24, 0
+    while pos + 16 <= len(data):           # classic pcap: 16-byte record headers after a 24-byte one
+        sec, usec, incl, orig = struct.unpack_from("<IIII", data, pos)
+        if n >= 20:                        # the later connections a day later
+            struct.pack_into("<I", data, pos, sec + 86400)
+        pos += 16 + incl
+        n += 1
+    shifted = tmp_path / "two-days.pcap"
+    shifted.write_bytes(bytes(data))
+    out = _cli("summary", shifted).stdout
+    assert "2026-02-10 09:47:22" in out and "2026-02-11" in out
+    plain = _cli("summary", BEFORE).stdout
+    assert "2026-02-10 09:47:22.879000 " not in plain.split("span", 1)[1].split("\n", 1)[1]
