@@ -24,39 +24,23 @@ usage: python lab/paths/client.py --host 198.18.2.2 --port 8401 --source-ip 198.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
 import struct
 import sys
 import time
-from datetime import datetime, timezone
 
 import requests
 import urllib3
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server"))
+from lablog import log as _log  # noqa: E402  (the lab's one log-line format)
 import urllib3.util.connection as u3conn
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def log(event: str, **fields) -> None:
-    parts = [utc_now(), "client", event]
-    for key, value in fields.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif value is None:
-            text = "-"
-        elif isinstance(value, (int, float)):
-            text = str(value)
-        else:
-            text = str(value)
-            if not text or any(c in text for c in ' "=\t\n'):
-                text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    print(" ".join(parts), flush=True)
+    _log(event, "client", **fields)
 
 
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
