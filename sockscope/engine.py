@@ -59,6 +59,10 @@ _CONN_FIELDS: dict[str, str] = {
     "client_ttl_min": "i", "client_ttl_max": "i", "client_rst_ttl": "i", "client_rst_ip_id": "i",
     "client_ip_id_before_rst": "i", "server_ttl_min": "i", "server_ttl_max": "i", "server_rst_ttl": "i",
     "server_rst_ip_id": "i", "server_ip_id_before_rst": "i",
+    "client_unacked_since_ts": "t", "client_unacked_since_frame": "i", "client_unacked_retransmits": "i",
+    "client_unacked_bytes": "i", "client_last_pkt_ts": "t", "server_unacked_since_ts": "t",
+    "server_unacked_since_frame": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
+    "server_last_pkt_ts": "t",
     "client_state": "s", "server_state": "s",
 }
 

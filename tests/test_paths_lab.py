@@ -17,7 +17,7 @@ LAB = Path(__file__).resolve().parents[1] / "captures" / "lab"
 SCENARIOS = sorted(p.parent for p in LAB.glob("*/truth.json") if (p.parent / "client.pcap").exists())
 # verdicts the truth names that no detector gives yet (issue: every way a connection dies);
 # for these the test still demands that nothing wrong is said
-NOT_YET = {"silent_drop", "zero_window_stall"}
+NOT_YET = {"zero_window_stall"}
 BLAME = {"server_abort", "client_abort", "client_idle_timeout", "stale_reuse"}
 
 
@@ -56,3 +56,14 @@ def test_a_forged_rst_is_told_by_its_ttl_and_never_reaches_the_server():
     assert ev["confidence"] == "high" and "server_abort" not in {x["kind"] for x in found}
     # at the server: neither the request nor any RST, so nothing to say
     assert _diagnose(mb / "server.pcap") == []
+
+
+@pytest.mark.skipif(not (LAB / "silent-drop" / "client.pcap").exists(), reason="no silent-drop recording")
+def test_a_silent_drop_is_named_with_its_retransmissions_and_nobody_blamed():
+    found = _diagnose(LAB / "silent-drop" / "client.pcap")
+    (f,) = found
+    ev = f["evidence"]
+    assert f["kind"] == "silent_drop" and ev["sender"] == "client" and ev["retransmits"] == 7
+    assert 5.9 < ev["peer_quiet_before_s"] < 6.1 and "no FIN or RST" in ev["ended"]
+    # the server never saw the request: its capture shows a healthy first exchange only
+    assert _diagnose(LAB / "silent-drop" / "server.pcap") == []

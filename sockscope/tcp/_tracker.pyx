@@ -109,6 +109,12 @@ cdef struct Side:
     int rst_ttl
     int32_t rst_ipid
     int32_t ipid_before_rst  # ipid_last when the first RST came
+    # Data this side sent that the peer has not acknowledged (a silent drop): when the
+    # current unacknowledged flight began (-1: none), and its retransmissions.
+    int64_t flight_ts
+    int64_t flight_frame
+    int64_t flight_rexmit
+    int64_t last_pkt_ts      # this side's last packet of any kind
 
 
 cdef inline int64_t unwrap(Side* s, uint32_t seq) noexcept nogil:
@@ -451,6 +457,8 @@ cdef class Tracker:
         c.s[0].rst_ttl = c.s[1].rst_ttl = -1
         c.s[0].rst_ipid = c.s[1].rst_ipid = -2
         c.s[0].ipid_before_rst = c.s[1].ipid_before_rst = -2
+        c.s[0].flight_ts = c.s[1].flight_ts = -1
+        c.s[0].last_pkt_ts = c.s[1].last_pkt_ts = -1
         c.proto = 0 if self.l7 else 3
         cdef bint syn = (p.flags & F_SYN) != 0
         cdef bint ack = (p.flags & F_ACK) != 0
@@ -745,6 +753,7 @@ cdef class Tracker:
 
         S.pkts += 1
         S.ip_bytes += p.ip_len
+        S.last_pkt_ts = p.ts_ns
         if rst:
             if S.rst_ttl < 0:
                 S.rst_ttl = p.ttl
@@ -858,6 +867,8 @@ cdef class Tracker:
                 rel_ack = unwrap(P, p.ack)
                 if not rst and rel_ack > P.ack_max and not (p.ack == 0 and rel_ack - P.ack_max > TOO_LARGE_DELTA):
                     P.ack_max = rel_ack
+                    if P.flight_ts >= 0 and P.ack_max >= P.last_end:
+                        P.flight_ts = -1        # all the peer's data is acknowledged
 
         # Zeek's last_seq rule: retransmissions are segments that don't advance it
         end = rel + seg_len
@@ -869,9 +880,15 @@ cdef class Tracker:
         elif S.state == RESET:
             pass
         elif delta > 0:
+            if length > 0 and S.flight_ts < 0:
+                S.flight_ts = p.ts_ns
+                S.flight_frame = p.frame
+                S.flight_rexmit = 0
             S.last_end = end
         elif length > 0:
             S.n_rxmit += 1
+            if S.flight_ts >= 0:
+                S.flight_rexmit += 1
             if log_step(S.n_rxmit):
                 hist_add(c, d, b'T')
 
@@ -1276,6 +1293,9 @@ INT_COLUMNS = (
     "data_after_close_ts", "requests", "unanswered", "data_after_close_rst_ts", "data_after_close_rst_frame",
     "client_ttl_min", "client_ttl_max", "client_rst_ttl", "client_rst_ip_id", "client_ip_id_before_rst",
     "server_ttl_min", "server_ttl_max", "server_rst_ttl", "server_rst_ip_id", "server_ip_id_before_rst",
+    "client_unacked_since_ts", "client_unacked_since_frame", "client_unacked_retransmits", "client_unacked_bytes",
+    "client_last_pkt_ts", "server_unacked_since_ts", "server_unacked_since_frame", "server_unacked_retransmits",
+    "server_unacked_bytes", "server_last_pkt_ts",
     # small codes, decoded to categories by the engine
     "roles_from", "state", "closed_by", "close_kind", "last_payload_by", "data_after_close_by",
     "protocol", "client_state", "server_state",
@@ -1353,6 +1373,7 @@ cdef class RowStore:
         cdef int64_t nreq = 0, nunans = 0
         cdef bytearray hist = bytearray()
         cdef int b, ch
+        cdef bint ofl, rfl
         if cl != 0:
             hist.append(94)     # '^': the first packet came from the server
         for b in c.hist:
@@ -1417,15 +1438,27 @@ cdef class RowStore:
         push(<carray.array>K[44], R.rst_ttl if R.rst_ttl >= 0 else NA)
         push(<carray.array>K[45], R.rst_ipid if R.rst_ipid >= 0 else NA)
         push(<carray.array>K[46], R.ipid_before_rst if R.ipid_before_rst >= 0 else NA)
-        push8(<carray.array>K[47], 0 if c.roles_syn else 1)
-        push8(<carray.array>K[48], STATE_CODES.index(state))
-        push8(<carray.array>K[49], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
-        push8(<carray.array>K[50], c.close_kind - 1)
-        push8(<carray.array>K[51], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
-        push8(<carray.array>K[52], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
-        push8(<carray.array>K[53], c.proto)
-        push8(<carray.array>K[54], O.state)
-        push8(<carray.array>K[55], R.state)
+        ofl = O.flight_ts >= 0 and O.ack_max < O.last_end
+        rfl = R.flight_ts >= 0 and R.ack_max < R.last_end
+        push(<carray.array>K[47], O.flight_ts if ofl else NA)
+        push(<carray.array>K[48], O.flight_frame if ofl else NA)
+        push(<carray.array>K[49], O.flight_rexmit if ofl else NA)
+        push(<carray.array>K[50], max(0, O.last_end - O.ack_max - (1 if O.fin_cnt else 0)) if ofl else NA)
+        push(<carray.array>K[51], O.last_pkt_ts if O.last_pkt_ts >= 0 else NA)
+        push(<carray.array>K[52], R.flight_ts if rfl else NA)
+        push(<carray.array>K[53], R.flight_frame if rfl else NA)
+        push(<carray.array>K[54], R.flight_rexmit if rfl else NA)
+        push(<carray.array>K[55], max(0, R.last_end - R.ack_max - (1 if R.fin_cnt else 0)) if rfl else NA)
+        push(<carray.array>K[56], R.last_pkt_ts if R.last_pkt_ts >= 0 else NA)
+        push8(<carray.array>K[57], 0 if c.roles_syn else 1)
+        push8(<carray.array>K[58], STATE_CODES.index(state))
+        push8(<carray.array>K[59], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))
+        push8(<carray.array>K[60], c.close_kind - 1)
+        push8(<carray.array>K[61], -1 if c.last_pay_side < 0 else (0 if c.last_pay_side == cl else 1))
+        push8(<carray.array>K[62], -1 if c.late_side < 0 else (0 if c.late_side == cl else 1))
+        push8(<carray.array>K[63], c.proto)
+        push8(<carray.array>K[64], O.state)
+        push8(<carray.array>K[65], R.state)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)

@@ -14,16 +14,16 @@ from __future__ import annotations
 from types import ModuleType
 
 from sockscope.analysis.detectors import (closes, handshake, heartbeat, late_response, middlebox, reuse, rootcause,
-                                          stale_reuse)
+                                          silent_drop, stale_reuse)
 from sockscope.analysis.model import Kind
 
 # Order matters twice: findings of one connection are listed in this order, and text faces
 # show the kinds in the order of the registry below.
-PER_CONNECTION: tuple[ModuleType, ...] = (handshake, middlebox, closes, late_response, stale_reuse, reuse,
-                                          heartbeat)
+PER_CONNECTION: tuple[ModuleType, ...] = (handshake, middlebox, silent_drop, closes, late_response, stale_reuse,
+                                          reuse, heartbeat)
 ALL: tuple[ModuleType, ...] = PER_CONNECTION + (rootcause,)
 
-_ORDER = ("middlebox_rst", "refused", "syn_unanswered", "client_idle_timeout", "server_abort", "client_abort", "stale_reuse",
+_ORDER = ("middlebox_rst", "silent_drop", "refused", "syn_unanswered", "client_idle_timeout", "server_abort", "client_abort", "stale_reuse",
           "response_after_close", "server_idle_close", "connection_reuse", "root_cause_hint", "heartbeat")
 
 KINDS: dict[str, Kind] = {k.name: k for name in _ORDER for m in ALL for k in m.KINDS if k.name == name}
