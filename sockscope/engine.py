@@ -60,9 +60,9 @@ _CONN_FIELDS: dict[str, str] = {
     "client_ip_id_before_rst": "i", "server_ttl_min": "i", "server_ttl_max": "i", "server_rst_ttl": "i",
     "server_rst_ip_id": "i", "server_ip_id_before_rst": "i",
     "client_unacked_since_ts": "t", "client_unacked_since_frame": "i", "client_unacked_retransmits": "i",
-    "client_unacked_bytes": "i", "client_last_pkt_ts": "t", "server_unacked_since_ts": "t",
+    "client_unacked_bytes": "i", "client_unacked_peer_quiet_ns": "i", "server_unacked_since_ts": "t",
     "server_unacked_since_frame": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
-    "server_last_pkt_ts": "t",
+    "server_unacked_peer_quiet_ns": "i",
     "client_state": "s", "server_state": "s",
 }
 
@@ -512,6 +512,12 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
             cols["gaps"] = pa.array(arr, type=pa.int64())
         elif name in ("client_port", "server_port"):
             cols[name] = pa.array(arr.astype(np.int32), type=pa.int32())
+        elif name in _SMALL_EVIDENCE:
+            # narrow row-store columns with -1 for missing: narrow Arrow columns with nulls
+            typ = _SMALL_EVIDENCE[name]
+            cols[name] = pa.array(arr.astype(typ.to_pandas_dtype()), mask=arr < 0, type=typ)
+        elif name.endswith("_unacked_peer_quiet_ns"):
+            cols[name[:-3] + "_s"] = _secs(arr, arr == NA)
         else:
             cols[name] = _arrow_ints(arr, kind)
             if name == "end":
@@ -521,6 +527,14 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
             del arr
             _release(rows.ints[name])
     return _contract_order(cols, "connections")
+
+
+# The tracker's evidence columns that fit 16 or 32 bits (TTLs, IP-IDs, counts): a million
+# connections' table stays 60 MB smaller than with int64 columns.
+_SMALL_EVIDENCE = {name: (pa.int16() if "ttl" in name else pa.int32()) for name in (
+    "client_ttl_min", "client_ttl_max", "client_rst_ttl", "server_ttl_min", "server_ttl_max", "server_rst_ttl",
+    "client_rst_ip_id", "client_ip_id_before_rst", "server_rst_ip_id", "server_ip_id_before_rst",
+    "client_unacked_retransmits", "client_unacked_bytes", "server_unacked_retransmits", "server_unacked_bytes")}
 
 
 def _release(col: array) -> None:

@@ -1294,8 +1294,8 @@ INT_COLUMNS = (
     "client_ttl_min", "client_ttl_max", "client_rst_ttl", "client_rst_ip_id", "client_ip_id_before_rst",
     "server_ttl_min", "server_ttl_max", "server_rst_ttl", "server_rst_ip_id", "server_ip_id_before_rst",
     "client_unacked_since_ts", "client_unacked_since_frame", "client_unacked_retransmits", "client_unacked_bytes",
-    "client_last_pkt_ts", "server_unacked_since_ts", "server_unacked_since_frame", "server_unacked_retransmits",
-    "server_unacked_bytes", "server_last_pkt_ts",
+    "client_unacked_peer_quiet_ns", "server_unacked_since_ts", "server_unacked_since_frame",
+    "server_unacked_retransmits", "server_unacked_bytes", "server_unacked_peer_quiet_ns",
     # small codes, decoded to categories by the engine
     "roles_from", "state", "closed_by", "close_kind", "last_payload_by", "data_after_close_by",
     "protocol", "client_state", "server_state",
@@ -1307,6 +1307,11 @@ PROTOCOL_CODES = ("unknown", "http", "tls", "unknown")
 # Columns narrower than int64 (ports, and codes decoded to categories by the engine): a
 # finished connection is ~300 bytes of row store instead of ~450.
 NARROW_COLUMNS = {
+    # evidence columns, -1 for missing (the engine turns it into null)
+    "client_ttl_min": "h", "client_ttl_max": "h", "client_rst_ttl": "h", "server_ttl_min": "h",
+    "server_ttl_max": "h", "server_rst_ttl": "h", "client_rst_ip_id": "i", "client_ip_id_before_rst": "i",
+    "server_rst_ip_id": "i", "server_ip_id_before_rst": "i", "client_unacked_retransmits": "i",
+    "client_unacked_bytes": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
     "client_port": "H", "server_port": "H", "roles_from": "b", "state": "b", "closed_by": "b",
     "close_kind": "b", "last_payload_by": "b", "data_after_close_by": "b", "protocol": "b",
     "client_state": "b", "server_state": "b",
@@ -1323,6 +1328,18 @@ cdef inline void push16(carray.array a, int v):
     cdef Py_ssize_t n = len(a)
     carray.resize_smart(a, n + 1)
     a.data.as_ushorts[n] = <unsigned short>v
+
+
+cdef inline void push16s(carray.array a, int v):
+    cdef Py_ssize_t n = len(a)
+    carray.resize_smart(a, n + 1)
+    a.data.as_shorts[n] = <short>v
+
+
+cdef inline void push32(carray.array a, int64_t v):
+    cdef Py_ssize_t n = len(a)
+    carray.resize_smart(a, n + 1)
+    a.data.as_ints[n] = <int>(v if v < 2147483647 else 2147483647)
 
 
 cdef inline void push8(carray.array a, int v):
@@ -1428,28 +1445,30 @@ cdef class RowStore:
         push(<carray.array>K[34], nunans)
         push(<carray.array>K[35], c.late_rst_ts if c.late_rst_frame >= 0 else NA)
         push(<carray.array>K[36], c.late_rst_frame if c.late_rst_frame >= 0 else NA)
-        push(<carray.array>K[37], O.ttl_min if O.ttl_max >= 0 else NA)
-        push(<carray.array>K[38], O.ttl_max if O.ttl_max >= 0 else NA)
-        push(<carray.array>K[39], O.rst_ttl if O.rst_ttl >= 0 else NA)
-        push(<carray.array>K[40], O.rst_ipid if O.rst_ipid >= 0 else NA)
-        push(<carray.array>K[41], O.ipid_before_rst if O.ipid_before_rst >= 0 else NA)
-        push(<carray.array>K[42], R.ttl_min if R.ttl_max >= 0 else NA)
-        push(<carray.array>K[43], R.ttl_max if R.ttl_max >= 0 else NA)
-        push(<carray.array>K[44], R.rst_ttl if R.rst_ttl >= 0 else NA)
-        push(<carray.array>K[45], R.rst_ipid if R.rst_ipid >= 0 else NA)
-        push(<carray.array>K[46], R.ipid_before_rst if R.ipid_before_rst >= 0 else NA)
+        push16s(<carray.array>K[37], O.ttl_min if O.ttl_max >= 0 else -1)
+        push16s(<carray.array>K[38], O.ttl_max)
+        push16s(<carray.array>K[39], O.rst_ttl)
+        push32(<carray.array>K[40], O.rst_ipid if O.rst_ipid >= 0 else -1)
+        push32(<carray.array>K[41], O.ipid_before_rst if O.ipid_before_rst >= 0 else -1)
+        push16s(<carray.array>K[42], R.ttl_min if R.ttl_max >= 0 else -1)
+        push16s(<carray.array>K[43], R.ttl_max)
+        push16s(<carray.array>K[44], R.rst_ttl)
+        push32(<carray.array>K[45], R.rst_ipid if R.rst_ipid >= 0 else -1)
+        push32(<carray.array>K[46], R.ipid_before_rst if R.ipid_before_rst >= 0 else -1)
+        # an unacknowledged flight at the end; the peer's silence since it began, when the
+        # capture shows the peer at all (else no claim: a one-sided capture sees no ACKs)
         ofl = O.flight_ts >= 0 and O.ack_max < O.last_end
         rfl = R.flight_ts >= 0 and R.ack_max < R.last_end
         push(<carray.array>K[47], O.flight_ts if ofl else NA)
         push(<carray.array>K[48], O.flight_frame if ofl else NA)
-        push(<carray.array>K[49], O.flight_rexmit if ofl else NA)
-        push(<carray.array>K[50], max(0, O.last_end - O.ack_max - (1 if O.fin_cnt else 0)) if ofl else NA)
-        push(<carray.array>K[51], O.last_pkt_ts if O.last_pkt_ts >= 0 else NA)
+        push32(<carray.array>K[49], O.flight_rexmit if ofl else -1)
+        push32(<carray.array>K[50], max(0, O.last_end - O.ack_max - (1 if O.fin_cnt else 0)) if ofl else -1)
+        push(<carray.array>K[51], O.flight_ts - R.last_pkt_ts if ofl and 0 <= R.last_pkt_ts < O.flight_ts else NA)
         push(<carray.array>K[52], R.flight_ts if rfl else NA)
         push(<carray.array>K[53], R.flight_frame if rfl else NA)
-        push(<carray.array>K[54], R.flight_rexmit if rfl else NA)
-        push(<carray.array>K[55], max(0, R.last_end - R.ack_max - (1 if R.fin_cnt else 0)) if rfl else NA)
-        push(<carray.array>K[56], R.last_pkt_ts if R.last_pkt_ts >= 0 else NA)
+        push32(<carray.array>K[54], R.flight_rexmit if rfl else -1)
+        push32(<carray.array>K[55], max(0, R.last_end - R.ack_max - (1 if R.fin_cnt else 0)) if rfl else -1)
+        push(<carray.array>K[56], R.flight_ts - O.last_pkt_ts if rfl and 0 <= O.last_pkt_ts < R.flight_ts else NA)
         push8(<carray.array>K[57], 0 if c.roles_syn else 1)
         push8(<carray.array>K[58], STATE_CODES.index(state))
         push8(<carray.array>K[59], -1 if c.close_kind == 0 else (0 if c.close_side == cl else 1))

@@ -11,8 +11,10 @@ A slow server is not this: its kernel acknowledges the request at once. A peer t
 far away is not this either: two or more retransmissions of the same flight are required, and
 a single RST or ACK from the peer after the flight began rules it out. The tracker records,
 per side, the flight that was still unacknowledged when the connection ended
-(``*_unacked_since_*``, ``*_unacked_retransmits``, ``*_unacked_bytes``) and each side's last
-packet (``*_last_pkt_ts``).
+(``*_unacked_since_*``, ``*_unacked_retransmits``, ``*_unacked_bytes``) and, when the peer had
+sent packets before it and none after, how long the peer had then been quiet
+(``*_unacked_peer_quiet_s``). A capture that never shows the peer (one direction only)
+makes no claim: without the peer's ACKs every flight would look unacknowledged.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ def detect(ctx: Context) -> list[Finding]:
     for side, peer in (("client", "server"), ("server", "client")):
         since = ctx.ns(f"{side}_unacked_since_ts")
         rexmit = ctx.frames(f"{side}_unacked_retransmits")
-        peer_last = ctx.ns(f"{peer}_last_pkt_ts")
-        silent = (since != _cols.NAT) & (rexmit >= MIN_RETRANSMITS) & \
-            ((peer_last == _cols.NAT) | (peer_last < since))
+        # known only when the peer sent packets before the flight and none after it
+        quiet = _cols.floats(ctx.conns[f"{side}_unacked_peer_quiet_s"]) if f"{side}_unacked_peer_quiet_s" in \
+            ctx.conns else np.full(ctx.n, np.nan)
+        silent = (since != _cols.NAT) & (rexmit >= MIN_RETRANSMITS) & ~np.isnan(quiet)
         for pos in np.flatnonzero(silent).tolist():
             found.append(_finding(ctx, pos, side, peer))
     return found
@@ -54,10 +57,9 @@ def _finding(ctx: Context, pos: int, side: str, peer: str) -> Finding:
     first = int(ctx.frames(f"{side}_unacked_since_frame")[pos])
     rexmit = int(ctx.frames(f"{side}_unacked_retransmits")[pos])
     nbytes = int(ctx.frames(f"{side}_unacked_bytes")[pos])
-    peer_last = int(ctx.ns(f"{peer}_last_pkt_ts")[pos])
+    quiet = float(ctx.conns[f"{side}_unacked_peer_quiet_s"].iat[pos])
     last_frame = int(ctx.frames("last_frame")[pos])
-    end = int(ctx.ns(f"{side}_last_pkt_ts")[pos])
-    quiet = None if peer_last == _cols.NAT else (since - peer_last) / 1e9
+    end = int(ctx.ns("end")[pos]) if ctx.ns("end")[pos] != _cols.NAT else since
     tried = (end - since) / 1e9
     fin, rst = _cols.frame(ctx.frames(f"{side}_fin_frame")[pos]), _cols.frame(ctx.frames(f"{side}_rst_frame")[pos])
     after = [f for f in (fin, rst) if f is not None and f > first]
@@ -69,8 +71,8 @@ def _finding(ctx: Context, pos: int, side: str, peer: str) -> Finding:
         ending = (f"no FIN or RST ever reached the wire: the {side}'s application gave up on its own timer (a FIN "
                   f"waits behind unacknowledged data) or the capture ended")
     ev = {"sender": side, "first_frame": first, "since_ts": _cols.iso(since), "retransmits": rexmit,
-          "unacked_bytes": nbytes, "retrying_s": tried, "peer_quiet_before_s": quiet,
-          "peer_last_ts": _cols.iso(peer_last), "ended": ending, "client": ctx.endpoint(pos, "client"),
+          "unacked_bytes": nbytes, "retrying_s": tried, "peer_quiet_before_s": quiet, "ended": ending,
+          "client": ctx.endpoint(pos, "client"),
           "server": ctx.endpoint(pos, "server"), "requests": ctx.chain(pos)}
     waiting = None
     for r in ev["requests"]:
@@ -78,7 +80,7 @@ def _finding(ctx: Context, pos: int, side: str, peer: str) -> Finding:
             waiting = r
             break
     where = (f" carrying {waiting['method']} {waiting['uri']} (request {waiting['index']})" if waiting else "")
-    idle = f" after {seconds(quiet)} in which the {peer} had sent nothing" if quiet is not None else ""
+    idle = f" after {seconds(quiet)} in which the {peer} had sent nothing"
     summary = (f"the {side} {ev[side]} sent {nbytes} bytes{where} (frame {first}){idle}; they were retransmitted "
                f"{rexmit} times over {seconds(tried)} and never acknowledged, and the {peer} {ev[peer]} sent nothing "
                f"at all from then on -- dropped on the way (a firewall or NAT that forgot the flow, a broken path); "
