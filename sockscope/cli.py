@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 # numpy's OpenBLAS starts a worker thread per core that spins for a while after start-up;
 # no command does linear algebra, and on a small machine the spinning competes with the
@@ -77,21 +77,15 @@ def _console(stderr: bool = False):
 
 
 def _expand(paths: tuple[str, ...] | list[str] | str) -> list[str]:
-    """Arguments -> capture files: a directory stands for the capture files in it."""
-    from sockscope.api import capture_files
+    """Arguments -> capture files: a directory stands for the capture files in it
+    (:func:`sockscope.api.expand_sources`; an empty one exits 3)."""
+    from sockscope.api import expand_sources
+    from sockscope.errors import CaptureError
 
-    if isinstance(paths, str):
-        paths = [paths]
-    out: list[str] = []
-    for p in paths:
-        if p != "-" and os.path.isdir(p):
-            found = capture_files(p)
-            if not found:
-                _die(f"{p}: no capture files (*.pcap*, *.cap*) in this directory")
-            out.extend(found)
-        else:
-            out.append(p)
-    return out
+    try:
+        return list(expand_sources([paths] if isinstance(paths, str) else list(paths)))
+    except CaptureError as exc:
+        _die(str(exc))
 
 
 def _load(path: str | list[str] | tuple[str, ...], *, engine: str = "native", min_gap_s: float = 1.0,
@@ -203,9 +197,13 @@ def entry() -> None:
     sys.exit(code)
 
 
-def _run_main() -> int:
+def _is_epipe(exc: OSError) -> bool:
     import errno
 
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
+
+
+def _run_main() -> int:
     try:
         main.main(prog_name="sockscope", standalone_mode=False)
         sys.stdout.flush()
@@ -227,7 +225,7 @@ def _run_main() -> int:
         _quiet_pipe()
         return EXIT_PIPE
     except OSError as exc:
-        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+        if _is_epipe(exc):      # after the command: flushing what it wrote
             _quiet_pipe()
             return EXIT_PIPE
         return _internal(exc)
@@ -284,7 +282,7 @@ def _without_pandas() -> None:
         sys.meta_path.insert(0, _NoPandas())
 
 
-def _die(msg: str, code: int = EXIT_UNREADABLE) -> None:
+def _die(msg: str, code: int = EXIT_UNREADABLE) -> NoReturn:
     click.echo(f"sockscope: error: {msg}", err=True)
     sys.exit(code)
 
@@ -468,9 +466,7 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except OSError as exc:
-            import errno
-
-            if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+            if _is_epipe(exc):
                 raise PipeClosed() from None
             raise
 

@@ -18,12 +18,12 @@ from sockscope.cli import _select as _select_rows
 
 def _check_kinds(kinds: tuple[str, ...]) -> None:
     """Unknown finding kinds are a usage error (exit 2), never an empty answer."""
-    from sockscope.analysis import KINDS
+    from sockscope.analysis.detectors import require_kinds
 
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise click.BadParameter(f"unknown finding kind {unknown[0]!r}; known: {', '.join(KINDS)}",
-                                 param_hint="--kind")
+    try:
+        require_kinds(kinds)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--kind") from None
 
 
 _SEVERITY_COLOR = {"error": "red", "warning": "yellow"}

@@ -42,15 +42,6 @@ def _cell(v: Any) -> Any:
     return v
 
 
-def records(df: "pd.DataFrame") -> list[dict[str, Any]]:
-    """Rows as dicts of JSON-safe values (ISO-8601 UTC timestamps, None for missing)."""
-    cols = list(df.columns)
-    out = []
-    for row in df.itertuples(index=False, name=None):
-        out.append({c: _cell(v) for c, v in zip(cols, row)})
-    return out
-
-
 def _json_default(v: Any) -> Any:
     """What :func:`json.dumps` cannot write by itself: numpy scalars, timestamps."""
     out = _cell(v)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sockscope import schema
-from sockscope.analysis.closes import CloseInfo, classify_close, close_attribution, closes_frame
+from sockscope.analysis.closes import CloseInfo, classify_close, close_attribution
 from sockscope.analysis.detectors import KINDS, MODULE_OF, PER_CONNECTION, rootcause
 from sockscope.analysis.model import Context, Finding, Kind
 from sockscope.analysis.text import path_template, request_type, ua_family
@@ -103,6 +103,6 @@ def heartbeats(cap: Any) -> list[Finding]:
 
 
 __all__ = ["KINDS", "MIN_TIMER_S", "CloseInfo", "Context", "Diagnosis", "Finding", "Kind", "TimeoutCluster",
-           "classify_close", "close_attribution", "closes_frame", "diagnose", "diagnosis", "findings_table",
+           "classify_close", "close_attribution", "diagnose", "diagnosis", "findings_table",
            "heartbeats", "infer_timeouts", "path_template", "per_connection", "request_type", "root_cause_hints",
            "ua_family", "verdict"]

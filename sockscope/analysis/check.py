@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from sockscope.analysis.detectors import KINDS
+from sockscope.analysis.detectors import require_kinds
 
 
 class RuleError(ValueError):
@@ -62,8 +62,10 @@ class NoKind:
     kind: str
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise RuleError(f"unknown finding kind {self.kind!r}; known: {', '.join(KINDS)}")
+        try:
+            require_kinds([self.kind])
+        except ValueError as exc:
+            raise RuleError(str(exc)) from None
 
     def evaluate(self, cap: Any) -> RuleResult:
         f = cap.findings

@@ -8,9 +8,9 @@ for at least ``MIN_TIMER_S`` -- something was awaited. Without the silence it is
 TLS peers trade encrypted close_notify alerts just before the FIN, and an alert cannot be
 told from data.
 
-:func:`classify_close` is the one rule that names a close (``client_idle_timeout``,
-``client_abort``, ``server_abort``, ``server_idle_close``); ``diagnose`` and ``watch`` both
-call it.
+:func:`close_kinds` is the one rule that names a close (``client_idle_timeout``,
+``client_abort``, ``server_abort``, ``server_idle_close``); ``diagnose`` applies it to every
+connection at once, ``watch`` (:func:`classify_close`) to each close as it passes.
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ class CloseInfo:
     level: str                      # 'http' | 'tcp'
 
 
+def _outside(rst_ttl: np.ndarray, ttl_min: np.ndarray, ttl_max: np.ndarray) -> np.ndarray:
+    """The forged-RST rule over arrays (NaN or negative: unknown, never evidence)."""
+    with np.errstate(invalid="ignore"):
+        known = (rst_ttl >= 0) & (ttl_min >= 0) & (ttl_max >= 0)
+        return known & ((rst_ttl < ttl_min) | (rst_ttl > ttl_max))
+
+
 def forged_rst(rst_ttl: float | None, ttl_min: float | None, ttl_max: float | None) -> bool:
     """An RST whose IP TTL (hop limit) lies outside the range of every other packet the side
     it claims to come from sent on the connection: another device sent it in that side's
@@ -47,38 +54,42 @@ def forged_rst(rst_ttl: float | None, ttl_min: float | None, ttl_max: float | No
     initial TTL over the same path as its data, so they arrive with the same TTL. Unknown
     values (the side sent nothing else, or the engine does not record TTLs) never count as
     evidence."""
-    def known(v: float | None) -> bool:
-        return v is not None and v == v and v >= 0
-
-    if not (known(rst_ttl) and known(ttl_min) and known(ttl_max)):
-        return False
-    return bool(rst_ttl < ttl_min or rst_ttl > ttl_max)   # type: ignore[operator]
+    vals = [np.array([np.nan if v is None else v], dtype=np.float64) for v in (rst_ttl, ttl_min, ttl_max)]
+    return bool(_outside(*vals)[0])
 
 
-def classify_close(closer: str | None, outstanding: bool, idle_s: float | None,
-                   cluster: TimeoutCluster | None, forged: bool = False) -> str | None:
-    """The finding kind a close is, or None for an ordinary close.
-
-    A close by an RST the closer did not send (``forged``) is no side's doing: it is the
-    ``middlebox_rst`` detector's finding, and none of the kinds below.
+def close_kinds(closer: np.ndarray, waiting: np.ndarray, idle_s: np.ndarray, timer: np.ndarray,
+                forged: np.ndarray) -> np.ndarray:
+    """The one rule that names a close, over arrays (object array; None: an ordinary close).
 
     - the client closed with something outstanding after >= MIN_TIMER_S of silence, and the
-      close belongs to a timer cluster (two or more alike, or a round value):
+      close belongs to a timer cluster (two or more alike that stand out, or a round value):
       ``client_idle_timeout``; otherwise a client close with something outstanding is a
       ``client_abort``;
     - the server closed with something outstanding: ``server_abort``;
     - the server closed with nothing outstanding after >= MIN_TIMER_S: ``server_idle_close``.
+
+    A close by an RST the closer did not send (``forged``) is no side's doing: it is the
+    ``middlebox_rst`` detector's finding, and none of the kinds above.
     """
-    if closer is None or forged:
-        return None
-    if outstanding:
-        if closer == "client":
-            idle_ok = idle_s is not None and idle_s == idle_s and idle_s >= MIN_TIMER_S
-            return "client_idle_timeout" if idle_ok and cluster is not None and cluster.is_timer else "client_abort"
-        return "server_abort"
-    if closer == "server" and idle_s is not None and idle_s == idle_s and idle_s >= MIN_TIMER_S:
-        return "server_idle_close"
-    return None
+    out = np.full(len(closer), None, dtype=object)
+    has = (closer != None) & ~forged  # noqa: E711
+    with np.errstate(invalid="ignore"):
+        idle_ok = ~np.isnan(idle_s) & (idle_s >= MIN_TIMER_S)
+    client, server = has & (closer == "client"), has & (closer == "server")
+    out[client & waiting] = "client_abort"
+    out[client & waiting & idle_ok & timer] = "client_idle_timeout"
+    out[server & waiting] = "server_abort"
+    out[server & ~waiting & idle_ok] = "server_idle_close"
+    return out
+
+
+def classify_close(closer: str | None, outstanding: bool, idle_s: float | None,
+                   cluster: TimeoutCluster | None, forged: bool = False) -> str | None:
+    """:func:`close_kinds` for one close (``watch`` names each close as it passes)."""
+    return close_kinds(np.array([closer], dtype=object), np.array([bool(outstanding)]),
+                       np.array([np.nan if idle_s is None else idle_s], dtype=np.float64),
+                       np.array([cluster is not None and cluster.is_timer]), np.array([bool(forged)]))[0]
 
 
 def outstanding_requests(ctx: "Context") -> np.ndarray:
@@ -115,24 +126,13 @@ class Closes:
         return None if k < 0 else self.clusters[k]
 
     def kinds(self) -> np.ndarray:
-        """:func:`classify_close` for every connection, column-wise (object array, None: none)."""
-        n = len(self.closer)
-        out = np.full(n, None, dtype=object)
-        has = self.closer != None  # noqa: E711
-        waiting = self.n_outstanding > 0
-        idle_ok = ~np.isnan(self.idle_s) & (self.idle_s >= MIN_TIMER_S)
-        timer = np.zeros(n, dtype=bool)
+        """:func:`close_kinds` for every connection (object array, None: none)."""
+        timer = np.zeros(len(self.closer), dtype=bool)
         member = self.cluster >= 0
         if member.any():
             is_timer = np.array([k.is_timer for k in self.clusters], dtype=bool)
             timer[member] = is_timer[self.cluster[member]]
-        has &= ~self.forged          # a forged RST is no side's close (see forged_rst)
-        client, server = has & (self.closer == "client"), has & (self.closer == "server")
-        out[client & waiting] = "client_abort"
-        out[client & waiting & idle_ok & timer] = "client_idle_timeout"
-        out[server & waiting] = "server_abort"
-        out[server & ~waiting & idle_ok] = "server_idle_close"
-        return out
+        return close_kinds(self.closer, self.n_outstanding > 0, self.idle_s, timer, self.forged)
 
 
 def attribute(ctx: "Context") -> Closes:
@@ -161,11 +161,7 @@ def attribute(ctx: "Context") -> Closes:
 
 def forged_rsts(ctx: "Context", side: str) -> np.ndarray:
     """Per connection: was ``side``'s first RST sent by someone else (:func:`forged_rst`)?"""
-    rst = ctx.frames(f"{side}_rst_ttl").astype(np.float64)
-    lo = ctx.frames(f"{side}_ttl_min").astype(np.float64)
-    hi = ctx.frames(f"{side}_ttl_max").astype(np.float64)
-    ok = (rst >= 0) & (lo >= 0) & (hi >= 0)
-    return ok & ((rst < lo) | (rst > hi))
+    return _outside(*(ctx.frames(f"{side}_{name}").astype(np.float64) for name in ("rst_ttl", "ttl_min", "ttl_max")))
 
 
 def forged_closes(ctx: "Context", closer: np.ndarray, kind: np.ndarray) -> np.ndarray:
@@ -196,19 +192,5 @@ def close_attribution(connections: pd.DataFrame, requests: pd.DataFrame) -> dict
     return out
 
 
-def closes_frame(ctx: "Context") -> pd.DataFrame:
-    """The close attribution as a table: one row per connection, the finding kind of its close."""
-    cl = ctx.closes
-    return pd.DataFrame({
-        "conn_id": ctx.conn_id,
-        "closed_by": pd.Categorical(cl.closer, categories=["client", "server"]),
-        "close_kind": pd.Categorical(cl.kind, categories=["FIN", "RST"]),
-        "idle_s": cl.idle_s,
-        "outstanding": cl.n_outstanding.astype(np.int64),
-        "level": pd.Categorical(np.where(cl.tcp_level, "tcp", "http"), categories=["http", "tcp"]),
-        "kind": pd.Series(cl.kinds(), dtype="string"),
-    })
-
-
-__all__ = ["CloseInfo", "Closes", "attribute", "classify_close", "close_attribution", "closes_frame",
-           "outstanding_requests"]
+__all__ = ["CloseInfo", "Closes", "attribute", "classify_close", "close_attribution", "close_kinds", "forged_rst",
+           "forged_rsts", "outstanding_requests"]

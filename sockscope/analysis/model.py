@@ -22,9 +22,6 @@ from sockscope.analysis import _cols
 if TYPE_CHECKING:
     from sockscope.analysis.closes import Closes
 
-SEVERITIES = ("error", "warning", "info")
-
-
 @dataclass(slots=True)
 class Finding:
     """One diagnosis with the evidence behind it (a row of the ``findings`` table)."""
@@ -52,7 +49,6 @@ class Kind:
     name: str
     severity: str
     title: str                  # a heading for text faces
-    per_connection: bool = True   # a finding about one connection (else about a group)
     advice: str = ""            # what to do, one line
 
 

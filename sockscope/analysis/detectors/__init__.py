@@ -12,6 +12,7 @@ across connections.
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Iterable
 
 from sockscope.analysis.detectors import (closes, handshake, heartbeat, late_response, middlebox, reuse, rootcause,
                                           silent_drop, stale_reuse)
@@ -31,4 +32,12 @@ MODULE_OF: dict[str, ModuleType] = {k.name: m for m in ALL for k in m.KINDS}
 
 assert set(KINDS) == set(MODULE_OF), "every kind has a place in the display order"
 
-__all__ = ["ALL", "KINDS", "MODULE_OF", "PER_CONNECTION"]
+
+def require_kinds(kinds: Iterable[str]) -> None:
+    """Raise ValueError naming the first kind that is not in the vocabulary (a typo must not
+    read as "none found")."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown finding kind {unknown[0]!r}; known: {', '.join(KINDS)}")
+
+__all__ = ["ALL", "KINDS", "MODULE_OF", "PER_CONNECTION", "require_kinds"]

@@ -16,7 +16,7 @@ from sockscope.analysis.model import Context, Finding, Kind
 from sockscope.analysis.text import request_type, ua_family
 from sockscope.filters import streams_filter
 
-KINDS = (Kind("root_cause_hint", "info", "What the killed sockets have in common", per_connection=False,
+KINDS = (Kind("root_cause_hint", "info", "What the killed sockets have in common",
               advice="look at the client code that sent the common earlier request: it left a timer behind"),)
 
 _PREFERENCE = ("first request", "earlier ", "reused", "fresh", "socket age")
