@@ -177,7 +177,16 @@ def _epoch_ns(s: str) -> int | None:
 
 
 def _parse_ts(raw: str) -> pd.Timestamp | None:
-    """One timestamp string (ISO-8601 or epoch seconds) -> UTC Timestamp, or None."""
+    """One timestamp string (ISO-8601 or epoch seconds) -> UTC Timestamp, or None (also for a
+    time outside what nanoseconds since 1970 can hold, 1677-2262: no capture is there)."""
+    try:
+        ts = _parse_ts_any(raw)
+        return None if ts is None else ts.as_unit("ns")
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _parse_ts_any(raw: str) -> pd.Timestamp | None:
     ns = _epoch_ns(raw)
     if ns is not None:
         return pd.Timestamp(ns, unit="ns", tz="UTC")
@@ -190,10 +199,7 @@ def _parse_ts(raw: str) -> pd.Timestamp | None:
                 continue
             return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         return None
-    try:
-        ts = pd.Timestamp(raw.strip().strip("[]").replace(",", "."))
-    except (ValueError, TypeError, OverflowError):
-        return None
+    ts = pd.Timestamp(raw.strip().strip("[]").replace(",", "."))
     if ts is pd.NaT:
         return None
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
@@ -289,9 +295,10 @@ def read_log(path: str | os.PathLike, regex: str | re.Pattern | None = None, *,
         t = ev["text"]
         port = given.get("port")
         try:
-            ev["port"] = int(port) if port is not None else _port_of(t)
+            v = int(port) if port is not None else _port_of(t)
         except ValueError:
-            ev["port"] = _port_of(t)
+            v = _port_of(t)
+        ev["port"] = v if v is not None and 0 <= v <= 65535 else None
         method, pth = _method_path_of(t)
         ev["method"] = given["method"].upper() if "method" in given else method
         ev["path"] = _target(given["path"]) if "path" in given else pth
@@ -318,7 +325,7 @@ def _inherit_ports(df: pd.DataFrame) -> None:
         return
     for i in df.index[df["port"].isna() & df["request_id"].notna()]:
         p = known.get((df.at[i, "source"], df.at[i, "request_id"]))
-        if p is not None and p == p:
+        if p is not None and not pd.isna(p):     # None or NA: the id's lines disagree
             df.at[i, "port"] = int(p)
 
 

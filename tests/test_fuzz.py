@@ -2,7 +2,7 @@
 raise anything but a SockscopeError, and the CLI never prints a traceback.
 
 * A fixed-seed mutation run (``tests/fuzz/mutators.py``) over the small seed captures:
-  up to ``SOCKSCOPE_FUZZ_INPUTS`` inputs (2,000) or ``SOCKSCOPE_FUZZ_SECONDS`` (40 s),
+  up to ``SOCKSCOPE_FUZZ_INPUTS`` inputs (2,000) or ``SOCKSCOPE_FUZZ_SECONDS`` (20 s; the coverage-guided run of test_fuzzcov.py takes 40 s more),
   whichever comes first, two-tier as in ``make fuzz``: every input through the parsing core
   (``mutators.analyse_core``: reader..HTTP framer..row store and sink, ~1 ms), every
   ``SOCKSCOPE_FUZZ_FULL_EVERY``-th (10) also through ``sockscope.load`` + findings, and the
@@ -44,7 +44,7 @@ from tests.fuzz import mutators as M  # noqa: E402
 
 SEED = int(os.environ.get("SOCKSCOPE_FUZZ_SEED", "20260210"))
 INPUTS = int(os.environ.get("SOCKSCOPE_FUZZ_INPUTS", "2000"))
-SECONDS = float(os.environ.get("SOCKSCOPE_FUZZ_SECONDS", "40"))
+SECONDS = float(os.environ.get("SOCKSCOPE_FUZZ_SECONDS", "20"))
 FULL_EVERY = int(os.environ.get("SOCKSCOPE_FUZZ_FULL_EVERY", "10"))
 SEED_KB = 64        # the in-suite run uses the small seeds: more inputs per second
 CLI = REPO / ".venv/bin/sockscope"

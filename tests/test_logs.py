@@ -400,3 +400,27 @@ def test_a_line_naming_no_socket_is_placed_by_the_close_it_follows(tmp_path):
     assert placed["conn_id"].tolist() == [0]
     assert 0 < placed["delta_to_close_s"].iloc[0] < 0.01
     assert info["app.log"]["unplaced"] == 1 and info["app.log"]["placed"] == 1
+
+
+def test_times_outside_the_nanosecond_range_are_not_timestamps(tmp_path):
+    """A capture's clock is nanoseconds since 1970 (1677-2262): a line stamped in year 7 or
+    9999 is text, not an event (found by the coverage-guided fuzzer: it raised OverflowError)."""
+    p = tmp_path / "a.log"
+    p.write_text("0007-06-01T00:00:00 too early\n2026-11-25T17:25:16 kept port=5\n9999-01-01T00:00:00 too late\n")
+    df = read_log(p)
+    assert list(df["text"]) == ["kept port=5\n9999-01-01T00:00:00 too late"]
+    assert df.attrs["skipped_lines"] == 1
+
+
+def test_port_inheritance_skips_ids_whose_lines_disagree(tmp_path):
+    """An id seen with two ports gives none to its port-less lines (NA, not a TypeError), and a
+    port outside 0-65535 is no port."""
+    p = tmp_path / "b.log"
+    p.write_text("2026-11-25T17:25:16 id=r1 local_port=5\n2026-11-25T17:25:16 id=r1 local_port=6\n"
+                 "2026-11-25T17:25:16 id=r1 done\n2026-11-25T17:25:17 id=r2 local_port=7\n"
+                 "2026-11-25T17:25:17 id=r2 done\n")
+    df = read_log(p)
+    assert df["port"].tolist()[2] is pd.NA and df["port"].tolist()[4] == 7
+    q = tmp_path / "c.log"
+    q.write_text("[2026-11-25T17:25:16] port=99999 GET /x\n")
+    assert read_log(q, r"^\[(?P<ts>[^\]]+)\] port=(?P<port>\d+) (?P<method>\w+) (?P<path>\S+)")["port"].isna().all()
