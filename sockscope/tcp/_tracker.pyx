@@ -578,6 +578,10 @@ cdef class Tracker:
         cdef Side* S = &c.s[d]
         cdef int64_t n = upto - S.next_rel
         if n <= 0:
+            # Nothing missing before upto, but islands at or before next_rel must still go:
+            # callers loop "while islands: declare_gap(first island's start)" and rely on
+            # every call removing at least that island.
+            self.drain_islands(c, d)
             return
         S.missed += n
         if letter:
@@ -610,6 +614,13 @@ cdef class Tracker:
                     skip = S.next_rel - s
                     self.deliver(c, d, data[skip:] if skip else data, item[3], item[4])
                 S.next_rel = e
+
+    cdef void drop_islands(self, Conn c, int d):
+        cdef list isl = c.islands0 if d == 0 else c.islands1
+        if isl:
+            self.ooo_bytes -= c.island_bytes[d]
+            c.island_bytes[d] = 0
+            del isl[:]
 
     cdef void deliver(self, Conn c, int d, bytes data, int64_t ts, int64_t frame):
         """In-order stream bytes of side d go to the application layer."""
@@ -781,6 +792,8 @@ cdef class Tracker:
             S.seq_init = True
             S.ref_seq = p.seq
             S.ref_rel = BASE
+            # Out-of-order bytes held from the old sequence space mean nothing in the new one.
+            self.drop_islands(c, d)
             if syn:
                 S.start = BASE
                 S.last_end = BASE + seg_len
