@@ -23,12 +23,14 @@ $(STAMP): | $(PY)
 
 install: $(STAMP)
 
-# Debian packages the suite uses (tshark for the cross-check engine, tcpdump for the lab).
+# Debian packages the suite uses (tshark for the cross-check engine, tcpdump for the lab,
+# chromium for the HTML report's browser tests, driven by Playwright pointed at it).
 # Installed only when running as root and missing; otherwise the tests that need them skip.
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && { ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; }; then \
-		echo "installing tshark and tcpdump with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null; \
+	@if [ "$$(id -u)" = 0 ] && { ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null \
+			|| ! command -v chromium >/dev/null; }; then \
+		echo "installing tshark, tcpdump and chromium with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump chromium >/dev/null; \
 	fi
 
 demo: install

@@ -106,6 +106,12 @@ assert abs(timer.timeout_s - 5.0) < 0.05'''),
     print(f"    wireshark: {f.display_filter}")'''),
         _code('''assert (cap.findings["kind"] == "client_idle_timeout").any()
 print("Open in Wireshark with:", cap.findings.query("kind == 'client_idle_timeout'").sockscope.filter())'''),
+        _md("## The report for the ticket\n`cap.report(path)` writes one self-contained HTML file (verdict, "
+            "timeline, each connection's evidence on click); the returned report also shows here, inline."),
+        _code('''import tempfile
+report = cap.report(os.path.join(tempfile.mkdtemp(), "incident.html"))
+assert "client_idle_timeout" in report.html
+report'''),
     ]
 
 

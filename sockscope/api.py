@@ -12,6 +12,8 @@ from sockscope import engine, schema
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sockscope.evidence import EvidenceResult
+
 
 @dataclass
 class Capture:
@@ -123,6 +125,27 @@ class Capture:
         from sockscope.logs import align_logs
 
         return align_logs(self, paths_or_frames, regex=regex, max_offset_s=max_offset_s)
+
+    def report(self, path: "str | os.PathLike | None" = None, *, logs: Any = None,
+               log_regex: str | None = None) -> "Report":  # noqa: F821
+        """The incident report of this capture (:mod:`sockscope.htmlreport`), written to ``path`` if given.
+
+        One self-contained HTML file: the verdict, a timeline of every connection grouped by
+        pattern, each connection's story and evidence on click. In Jupyter the returned
+        :class:`~sockscope.htmlreport.Report` displays inline. ``logs`` (paths or frames, as
+        for :meth:`align_logs`) puts log lines on their connections.
+
+        >>> cap.report("incident.html")   # doctest: +SKIP
+        """
+        from sockscope import htmlreport
+
+        aligned, offsets = (None, {})
+        if logs is not None:
+            aligned, offsets = self.align_logs(logs, regex=log_regex)
+        rep = htmlreport.build(self, aligned, offsets)
+        if path is not None:
+            rep.save(path)
+        return rep
 
     def __repr__(self) -> str:
         return (f"<Capture {self.source!r}: {self.facts.get('packets', 0)} packets, "

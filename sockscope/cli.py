@@ -456,7 +456,7 @@ class _Commands(click.Group):
     their own modules, imported when one of their commands is asked for."""
 
     lazy = {"diagnose": "cli_diag", "check": "cli_diag", "compare": "cli_diag", "crosscheck": "cli_diag",
-            "plot": "cli_plot", "export": "cli_plot", "watch": "cli_watch"}
+            "plot": "cli_plot", "export": "cli_plot", "watch": "cli_watch", "report": "cli_report"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self.lazy))

@@ -11,6 +11,8 @@ import click
 
 from sockscope.cli import CAPTURE, EXIT_USAGE, _die, _load, main
 
+MAX_IMAGE_PX = 4000
+
 
 @main.command()
 @CAPTURE
@@ -21,7 +23,8 @@ from sockscope.cli import CAPTURE, EXIT_USAGE, _die, _load, main
 @click.option("--kind", type=click.Choice(["timeline", "idle"]), default="timeline", show_default=True,
               help="timeline: one lane per connection; idle: silence before each close, per closer.")
 @click.option("--max-conns", type=int, default=50, show_default=True,
-              help="Timeline: with more connections, show the worst (error findings, then longest silence).")
+              help="Timeline: with more connections, show the worst (error findings one per pattern, then longest "
+                   "silence); at most 50 lanes.")
 @click.option("--dpi", type=int, default=150, show_default=True, help="Resolution of raster images.")
 def plot(capture: str, out: str, conn_ids: tuple[int, ...], kind: str, max_conns: int, dpi: int) -> None:
     """Draw the connection timeline (or the idle-before-close chart) to an image for a report.
@@ -51,6 +54,11 @@ def plot(capture: str, out: str, conn_ids: tuple[int, ...], kind: str, max_conns
             fig = plots.idle_closes(cap)
     except ValueError as exc:   # unknown connection id
         _die(str(exc), EXIT_USAGE)
+    # An image a viewer can open: no side over MAX_IMAGE_PX, whatever --dpi asks
+    w_in, h_in = fig.get_size_inches()
+    if ext == "png" and max(w_in, h_in) * dpi > MAX_IMAGE_PX:
+        dpi = max(1, int(MAX_IMAGE_PX / max(w_in, h_in)))
+        click.echo(f"sockscope: --dpi lowered to {dpi} to keep the image within {MAX_IMAGE_PX} px", err=True)
     fig.savefig(out, dpi=dpi, format=ext)
     click.echo(f"wrote {out}", err=True)
 

@@ -34,6 +34,7 @@ COMMANDS = {
     "crosscheck": ([], [], ["--json", ""], True),
     "plot": ([], ["-o", "{tmp}/out.png"], [""], False),
     "export": ([], ["--format", "json", "--out", "{tmp}/export"], [""], True),
+    "report": ([], ["-o", "{tmp}/report.html"], [""], False),
 }
 
 

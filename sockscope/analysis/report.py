@@ -160,4 +160,117 @@ def connection_events(ctx: Context, conn_id: int) -> list[Event]:
     return ev
 
 
-__all__ = ["Event", "KindGroup", "connection_events", "group", "pattern"]
+_SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
+_IDLE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnGroup:
+    """Connections that went the same way: what they did, how they ended, how many."""
+
+    title: str                    # "GET → 200, server FIN after the 2 s timer"
+    lead_kind: str | None         # the error/warning finding kind they share, if any
+    severity: str                 # the worst severity among their findings ('' for none)
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnPatterns:
+    """Every connection (``ctx`` table order) placed in a :class:`ConnGroup`."""
+
+    group: np.ndarray             # int per connection: index into groups
+    groups: list[ConnGroup]       # worst severity first, then largest first
+    severity: np.ndarray          # int per connection: 3 error, 2 warning, 1 info, 0 none
+
+
+def _idle_phrase(idle: float) -> str:
+    if idle != idle:
+        return ""
+    if idle < _IDLE_BUCKETS[0]:
+        return " at once"
+    for lo, hi in zip(_IDLE_BUCKETS, _IDLE_BUCKETS[1:]):
+        if idle < hi:
+            return f" after {lo:g}–{hi:g} s idle"
+    return f" after ≥ {_IDLE_BUCKETS[-1]:g} s idle"
+
+
+def connection_patterns(ctx: Context, findings: pd.DataFrame) -> ConnPatterns:
+    """Group the connections of ``ctx`` by what they did and how they ended.
+
+    A connection's pattern is the error/warning finding kind it carries (the worst, in
+    registry order), the method and answer of its last request (``GET → 200``; paths would
+    split a load test into hundreds of groups, and the findings name them anyway) or
+    its TCP fate (no answer to the SYN, refused), and its close: who, FIN or RST, after how
+    much silence -- the timer's value when the close belongs to an inferred timer, else a
+    coarse bucket. Decided per distinct value, never per row: 34k connections of a load
+    test fall into a few dozen groups a person can read.
+    """
+    n = ctx.n
+    sev = np.zeros(n, dtype=np.int64)
+    lead = np.full(n, None, dtype=object)
+    if n and not findings.empty:
+        f = findings[findings["conn_id"].notna()]
+        order = {k: i for i, k in enumerate(KINDS)}
+        pos = pd.Index(ctx.conn_id).drop_duplicates().get_indexer(f["conn_id"].astype("int64").to_numpy())
+        fs = np.array([_SEVERITY_RANK.get(str(x), 0) for x in f["severity"]], dtype=np.int64)
+        fk = f["kind"].astype(str).to_numpy()
+        rank = np.array([order.get(k, len(order)) for k in fk], dtype=np.int64)
+        ok = pos >= 0
+        pos, fs, fk, rank = pos[ok], fs[ok], fk[ok], rank[ok]
+        np.maximum.at(sev, pos, fs)
+        # the lead kind: worst severity first, then registry order; last write wins, so sort
+        # so that the winner of each connection comes last
+        o = np.lexsort((-rank, fs))
+        warn = fs[o] >= 2
+        lead[pos[o][warn]] = fk[o][warn]
+    what = np.full(n, "no HTTP request", dtype=object)
+    if len(ctx.reqs):
+        last = ctx._req_hi - 1
+        has = ctx.req_count > 0
+        li = last[has]
+        method = ctx.req_text("method")
+        status, outcome = ctx.req_frames("status"), ctx.req_text("outcome")
+        pairs = pd.DataFrame({"m": method[li], "s": status[li], "o": outcome[li]})
+        codes, uniq = pd.factorize(pd.MultiIndex.from_frame(pairs.astype(object).fillna("")))
+        names = []
+        for m, s_, o in uniq:
+            t = m or "-"
+            answer = f"→ {int(s_)}" if s_ not in ("", _cols.NO_FRAME) and o == "complete" else "→ " + (str(o) or "no response").replace("_", " ")
+            names.append(f"{t} {answer}")
+        what[has] = np.array(names, dtype=object)[codes]
+    state = ctx.text("state")
+    proto = ctx.text("protocol")
+    tcp = ctx.req_count == 0
+    what[tcp & (proto == "tls")] = "TLS"
+    what[tcp & (state == "S0")] = "SYN with no answer"
+    what[tcp & (state == "REJ")] = "SYN refused (RST)"
+    cl = ctx.closes
+    timer_of = {}
+    for k, c in enumerate(cl.clusters):
+        if c.is_timer:
+            timer_of[k] = f" after the {seconds(c.timer_s) if c.timer_s < 1 else f'{c.timer_s:g} s'} timer"
+    how = np.full(n, "open at capture end", dtype=object)
+    keys = pd.DataFrame({"closer": cl.closer, "kind": cl.kind, "forged": cl.forged,
+                         "idle": [_idle_phrase(float(x)) for x in np.round(cl.idle_s, 1)] if n else [],
+                         "timer": [timer_of.get(int(k), "") for k in cl.cluster]}).astype(object)
+    closed = cl.closer != None  # noqa: E711
+    for (closer, kind, forged, idle, timer), rows in keys[closed].groupby(list(keys.columns), sort=False).groups.items():
+        who = f"RST in the {closer}'s name (forged)" if forged else f"{closer} {kind}"
+        how[np.asarray(rows)] = who + (timer or idle)
+    key = pd.DataFrame({"lead": lead, "what": what, "how": how}).astype(object).fillna("")
+    codes, uniq = pd.factorize(pd.MultiIndex.from_frame(key))
+    count = np.bincount(codes, minlength=len(uniq)) if n else np.zeros(0, np.int64)
+    gsev = np.zeros(len(uniq), dtype=np.int64)
+    if n:
+        np.maximum.at(gsev, codes, sev)
+    order = sorted(range(len(uniq)), key=lambda g: (-gsev[g], -count[g], uniq[g]))
+    remap = np.empty(len(uniq), dtype=np.int64)
+    remap[order] = np.arange(len(uniq))
+    names = {v: k for k, v in _SEVERITY_RANK.items()}
+    groups = [ConnGroup(f"{uniq[g][1]}, {uniq[g][2]}", uniq[g][0] or None, names.get(int(gsev[g]), ""),
+                        int(count[g])) for g in order]
+    return ConnPatterns(remap[codes] if n else np.zeros(0, np.int64), groups, sev)
+
+
+__all__ = ["ConnGroup", "ConnPatterns", "Event", "KindGroup", "connection_events", "connection_patterns", "group",
+           "pattern"]

@@ -95,40 +95,51 @@ class _RowPlacer:
         return None
 
 
+MAX_LANES = 50      # lanes one image holds: ~3,400 px tall at 150 dpi, a screen or two
+
+
 def select_connections(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 50) -> list[int]:
-    """The connection ids a timeline shows, in lane order (by start time).
+    """The connection ids a timeline shows, in lane order (by start time); at most
+    :data:`MAX_LANES` (an image stays a few thousand pixels whatever is asked).
 
     With ``conn_ids`` those connections; otherwise all, and when there are more than
-    ``max_conns`` the worst ones: connections with error findings first, then warnings,
-    then the longest silence (idle gap or idle before close).
+    ``max_conns`` the worst ones, spread over the patterns the HTML report groups them by
+    (:func:`sockscope.analysis.report.connection_patterns`): connections with error findings
+    first, one per pattern before a second of any, then warnings, then the rest; within a
+    pattern the longest silence (idle gap or idle before close) first.
     """
+    import numpy as np
+
     conns = cap.connections
+    max_conns = min(max_conns, MAX_LANES)
     if conn_ids is not None:
         wanted = [int(c) for c in conn_ids]
         known = set(conns["conn_id"].astype(int))
         missing = [c for c in wanted if c not in known]
         if missing:
             raise ValueError(f"no such connection id(s): {missing}")
-        chosen = set(wanted)
+        chosen = set(wanted[:MAX_LANES])
     elif len(conns) <= max_conns:
         chosen = set(conns["conn_id"].astype(int))
     else:
-        sev_rank = {"error": 2, "warning": 1, "info": 0}
-        worst: dict[int, int] = {}
-        f = cap.findings
-        for cid, sev in zip(f["conn_id"], f["severity"]):
-            if not _na(cid):
-                worst[int(cid)] = max(worst.get(int(cid), 0), sev_rank.get(str(sev), 0))
-        longest_gap: dict[int, float] = {}
+        from sockscope.analysis.report import connection_patterns
+
+        ctx = cap.diagnosis.context
+        pats = connection_patterns(ctx, cap.findings)
+        idle = conns["idle_before_close_s"].to_numpy(dtype=np.float64, na_value=0.0)
+        silence = np.nan_to_num(idle)
         if len(cap.gaps):
-            longest_gap = cap.gaps.groupby("conn_id")["duration_s"].max().to_dict()
-        ranked = []
-        for c in conns.itertuples(index=False):
-            idle = 0.0 if _na(c.idle_before_close_s) else float(c.idle_before_close_s)
-            silence = max(idle, float(longest_gap.get(int(c.conn_id), 0.0)))
-            ranked.append((-worst.get(int(c.conn_id), 0), -silence, int(c.conn_id)))
-        ranked.sort()
-        chosen = {cid for _, _, cid in ranked[:max_conns]}
+            longest = cap.gaps.groupby("conn_id")["duration_s"].max()
+            gap = longest.reindex(ctx.conn_id).to_numpy(dtype=np.float64, na_value=0.0)
+            silence = np.maximum(silence, np.nan_to_num(gap))
+        # rank within a pattern by silence (longest first), then round-robin over patterns
+        within = np.lexsort((ctx.conn_id, -silence, pats.group))
+        g_sorted = pats.group[within]
+        first = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
+        rank = np.empty(ctx.n, dtype=np.int64)
+        rank[within] = np.arange(ctx.n) - np.repeat(first, np.diff(np.r_[first, ctx.n]))
+        order = np.lexsort((ctx.conn_id, pats.group, rank, -np.minimum(pats.severity, 2)))
+        chosen = set(ctx.conn_id[order[:max_conns]].tolist())
     shown = conns[conns["conn_id"].isin(chosen)].sort_values(["start", "conn_id"], kind="stable")
     return [int(c) for c in shown["conn_id"]]
 
@@ -227,8 +238,9 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
     conn_ids:
         Only these connections (default: all, or the ``max_conns`` worst).
     max_conns:
-        With more connections than this, show the worst: error findings first, then the
-        longest silences. The title says how many were left out.
+        With more connections than this, show the worst: error findings first (one per
+        pattern before a second), then the longest silences; never more than
+        :data:`MAX_LANES`. The title says how many were left out.
     ax:
         Draw into this Axes instead of a new figure.
     logs:
@@ -242,6 +254,7 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
     >>> fig = sockscope.plot.timeline(cap)          # doctest: +SKIP
     >>> fig.savefig("timeline.png", dpi=150)        # doctest: +SKIP
     """
+    conn_ids = None if conn_ids is None else list(conn_ids)
     ids = select_connections(cap, conn_ids, max_conns)
     log_rows = _log_rows(logs, ids)
     log_sources = list(dict.fromkeys(src for rows in log_rows.values() for _, src, _, _ in rows))
@@ -443,7 +456,8 @@ def timeline(cap: Any, conn_ids: Iterable[int] | None = None, max_conns: int = 5
     total = len(cap.connections)
     name = _source_name(cap)
     shown = f"{n} connections" if n == total else f"{n} of {total} connections" + (
-        " (worst first: error findings, then longest silence)" if conn_ids is None else "")
+        " (worst first: error findings, one per pattern, then longest silence)" if conn_ids is None
+        else f" (the first {MAX_LANES} asked for)" if len(list(conn_ids)) > n else "")
     ax.set_title(f"{name} — {shown} — t = 0 at {t0:%Y-%m-%d %H:%M:%S} UTC", loc="left", fontsize=11,
                  fontweight="bold")
     _legend(fig, ax, fontsize, log_color)
