@@ -126,6 +126,33 @@ class Capture:
 
         return align_logs(self, paths_or_frames, regex=regex, max_offset_s=max_offset_s)
 
+    def write_evidence(
+        self,
+        path: str | os.PathLike,
+        findings: "pd.DataFrame | None" = None,
+        *,
+        max_per_finding: int = 64,
+    ) -> "EvidenceResult":
+        """Write the packets behind findings as pcapng, a file that opens on exactly the proof.
+
+        Delegates to :func:`sockscope.evidence.write_evidence`. ``findings`` are rows of
+        :attr:`findings` (default: all of them; a selection writes only its packets). The file
+        holds every frame a finding's evidence names and its display filter selects, plus
+        each connection's handshake as context, with the original timestamps and bytes; each
+        packet has one comment per finding it proves ("client_idle_timeout, connection 0:
+        client FIN after 5.002 s of silence; POST /exec outstanding ... (frame 26 of
+        capture.pcap)"), and the section comment holds the verdict. At most
+        ``max_per_finding`` packets per finding, the most telling first.
+
+        Reads the capture's files once more, so they must still be there (not standard input).
+        Returns the counts written (:class:`sockscope.evidence.EvidenceResult`).
+
+        >>> cap.write_evidence("proof.pcapng", cap.findings.query("kind == 'client_idle_timeout'"))  # doctest: +SKIP
+        """
+        from sockscope.evidence import write_evidence
+
+        return write_evidence(self, path, findings, max_per_finding=max_per_finding)
+
     def report(self, path: "str | os.PathLike | None" = None, *, logs: Any = None,
                log_regex: str | None = None) -> "Report":  # noqa: F821
         """The incident report of this capture (:mod:`sockscope.htmlreport`), written to ``path`` if given.

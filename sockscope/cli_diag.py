@@ -53,10 +53,15 @@ _MAX_TIMERS = 6
 @click.option("--log-regex", default=None, metavar="RE",
               help="Regex with a named group 'ts' (optional 'port', 'method', 'path', 'msg') for logs whose "
                    "timestamp is not at the start of the line.")
+@click.option("--evidence", "evidence", default=None, metavar="OUT.pcapng",
+              help="Also write the packets behind the selected findings (and their connections' handshakes) "
+                   "to OUT.pcapng, each commented with what it proves and its frame in the original; the "
+                   "verdict is the file's section comment. An OUT that cannot be written exits 2.")
 def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, min_gap: float,
              kinds: tuple[str, ...] = (), examples: int = 3, show_all: bool = False, as_jsonl: bool = False,
              as_csv: bool = False,
-             logs: tuple[str, ...] = (), log_regex: str | None = None, **sel: Any) -> None:
+             logs: tuple[str, ...] = (), log_regex: str | None = None, evidence: str | None = None,
+             **sel: Any) -> None:
     """Who killed each connection, after how long, with what outstanding; the evidence to check it.
 
     The text report is bounded whatever the capture's size: the findings by kind with counts,
@@ -73,11 +78,16 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
       sockscope diagnose big.pcap --port 8080 --since 12:00:05 --until +30
       sockscope diagnose --json capture.pcap | jq '.[] | select(.kind == "client_idle_timeout")'
       sockscope diagnose capture.pcap --log client.log --log server.log
+      sockscope diagnose capture.pcap --kind client_idle_timeout --evidence proof.pcapng
     """
     _check_kinds(kinds)
     selection = _selection(sel, kind=kinds)
+    if evidence is not None:
+        _check_evidence_target(capture, evidence)
     cap = _load(capture, engine=engine, min_gap_s=min_gap, tls_keylog=tls_keylog)
     f, _ = _select_rows(selection, cap.findings, "findings", cap)
+    if evidence is not None:
+        _write_evidence(cap, f, evidence)
     aligned, offsets = _align(cap, logs, log_regex) if logs else (None, {})
     if as_json or as_jsonl or as_csv:
         rows = f if aligned is None else _with_log_evidence(f, aligned, offsets)
@@ -88,6 +98,47 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
         return
     _report(cap, f, aligned, offsets, examples=examples, show_all=show_all or bool(selection.conn),
             capture=capture, selected=selection.filters)
+
+
+def _check_evidence_target(capture: str, out: str) -> None:
+    """Before the analysis (which can take minutes): the capture must be readable again and
+    OUT writable, else a one-line usage error (exit 2)."""
+    import os
+
+    from sockscope.cli import _die
+
+    if capture == "-":
+        _die("--evidence reads the capture a second time, and standard input can be read only once: save the "
+             "capture to a file first", EXIT_USAGE)
+    if out == "-":
+        _die("--evidence needs a file name (standard output carries the report)", EXIT_USAGE)
+    where = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        _die(f"--evidence {out}: is a directory", EXIT_USAGE)
+    if not os.path.isdir(where):
+        _die(f"--evidence {out}: no such directory {where}", EXIT_USAGE)
+    if not os.access(where, os.W_OK | os.X_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
+        _die(f"--evidence {out}: permission denied", EXIT_USAGE)
+    if os.path.exists(out):
+        sources = [os.path.join(capture, x) for x in os.listdir(capture)] if os.path.isdir(capture) else [capture]
+        if any(os.path.exists(src) and os.path.samefile(out, src) for src in sources):
+            _die(f"--evidence {out}: is one of the capture's own files: the evidence would replace it", EXIT_USAGE)
+
+
+def _write_evidence(cap, f, out: str) -> None:
+    """``--evidence``: the selected findings' packets as pcapng, and one line on stderr."""
+    from sockscope.cli import EXIT_UNREADABLE, _die
+    from sockscope.errors import SockscopeError
+
+    try:
+        res = cap.write_evidence(out, f)
+    except SockscopeError as exc:
+        _die(str(exc), EXIT_UNREADABLE)
+    except ValueError as exc:
+        _die(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        _die(f"--evidence {out}: cannot write it ({exc.strerror or exc})", EXIT_USAGE)
+    click.echo(f"sockscope: evidence: {res}", err=True)
 
 
 def _report(cap, f, aligned, offsets, *, examples: int, show_all: bool, capture: str, selected: bool) -> None:
