@@ -364,6 +364,9 @@ def _facts_header(cap) -> str:
         f"({f.get('tcp_packets', 0):,} TCP) · {len(cap.connections)} connections · {n_req} requests",
         f"span {span}",
     ]
+    if f.get("tunnels"):
+        lines.append("in tunnels (the inner connections are the rows): "
+                     + ", ".join(f"{v:,} packets {k}" for k, v in f["tunnels"].items()))
     if skipped:
         lines.append("skipped: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in skipped.items()))
     return "\n".join(lines)

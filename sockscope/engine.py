@@ -636,9 +636,10 @@ def _add_facts(facts: dict[str, Any], f: dict[str, Any], label: bool = True) -> 
     facts["packets"] += f["packets"]
     facts["bytes_read"] += f["bytes_read"]
     facts["warnings"] += [f"{f['name']}: {w}" for w in f["warnings"]] if label else f["warnings"]
-    for key in ("linktypes", "status_counts"):
-        for k, v in f[key].items():
-            facts[key][k] = facts[key].get(k, 0) + v
+    for key in ("linktypes", "status_counts", "tunnels"):
+        into = facts.setdefault(key, {})
+        for k, v in f.get(key, {}).items():
+            into[k] = into.get(k, 0) + v
     return facts
 
 
@@ -823,7 +824,8 @@ def _apart(results: list[EngineResult]) -> EngineResult:
         offset += n
     # the points read different files: their reader facts add up, and so do the trackers'
     facts = dict(results[0].facts, warnings=list(results[0].facts["warnings"]),
-                 linktypes=dict(results[0].facts["linktypes"]), status_counts=dict(results[0].facts["status_counts"]))
+                 linktypes=dict(results[0].facts["linktypes"]), status_counts=dict(results[0].facts["status_counts"]),
+                 tunnels=dict(results[0].facts.get("tunnels", {})))
     facts["capture_points"] = [r.facts.get("files", [r.facts.get("name")]) for r in results]
     for r in results[1:]:
         _add_facts(facts, r.facts, label=False)

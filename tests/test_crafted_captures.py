@@ -16,9 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III  # noqa: F401  (registers GRE 0x88BE/0x22EB)
+from scapy.contrib.geneve import GENEVE  # noqa: F401  (registers UDP 6081)
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import bind_layers
 from scapy.utils import rdpcap
+
+bind_layers(UDP, VXLAN, dport=8472)     # Linux's old VXLAN port, which scapy does not know
 
 CRAFTED = Path(__file__).resolve().parents[1] / "captures" / "crafted"
 NOT_GENERATED = {"make_crafted.py", "README.md"}
@@ -105,10 +111,9 @@ def _l3(pkt):
     """(ip layer trimmed of link padding, src, dst) or None for non-TCP frames."""
     if not pkt.haslayer(TCP):
         return None
-    if pkt.haslayer(IP):
-        ip = pkt[IP]
+    ip = pkt[TCP].underlayer           # the innermost IP: tunnels carry the connection inside
+    if isinstance(ip, IP):
         return IP(bytes(ip)[: ip.len])
-    ip = pkt[IPv6]
     return IPv6(bytes(ip)[: 40 + ip.plen])
 
 

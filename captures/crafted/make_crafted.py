@@ -289,12 +289,78 @@ def frame_bytes(seg, link):
         return struct.pack("<I", 2) + raw  # AF_INET in the writer's (little-endian) order
     elif link == "raw":
         return raw
+    elif link.startswith("tun-"):
+        inner_eth = MAC[dst] + MAC[src] + struct.pack(">H", etype) + raw
+        f = tunnel_frame(link[4:], raw, inner_eth, src, seg.ipid)
     else:
         raise ValueError(link)
     # Frames that came in over the wire are padded to the 60-byte minimum (FCS stripped).
     if incoming and len(f) < 60:
         f += b"\x00" * (60 - len(f))
     return f
+
+
+# Tunnel endpoints (VTEPs, a mirror session's switch and collector): a documentation range.
+VTEP = {"c": "192.0.2.1", "s": "192.0.2.2"}
+VTEP6 = {"c": "2001:db8::1", "s": "2001:db8::2"}
+MAC_VTEP = {"c": bytes.fromhex("0200000000a1"), "s": bytes.fromhex("0200000000a2")}
+
+
+def tunnel_frame(kind, inner_ip, inner_eth, src, ipid):
+    """An Ethernet frame carrying ``inner_ip`` (or ``inner_eth``) in tunnel ``kind``.
+
+    Mirror sessions (vxlan*, geneve, erspan*) always run from the switch (192.0.2.1) to the
+    collector (192.0.2.2), whichever way the inner packet goes; routed tunnels (gre*, ipip,
+    6in4, 4in6) carry each direction from its own end. Header layouts, by their RFCs:
+    VXLAN (RFC 7348) flags 0x08 + VNI; Geneve (RFC 8926) with one 8-byte option; GRE (RFC
+    2784/2890) with key and sequence bits; ERSPAN type II (GRE 0x88BE, 8-byte header) and
+    type III (GRE 0x22EB, 12-byte header); IP-in-IP (protocol 4), 6in4 (41), 4in6 (next 4).
+    """
+    from scapy.layers.inet import UDP
+
+    mirror = kind.startswith(("vxlan", "geneve", "erspan"))
+    a, b = ("c", "s") if mirror or src == "c" else ("s", "c")
+
+    def outer4(proto, payload):
+        return bytes(IP(src=VTEP[a], dst=VTEP[b], id=ipid, flags="DF", ttl=64, proto=proto) / Raw(payload))
+
+    def udp(dport, payload):
+        return outer4(17, bytes(UDP(sport=49152 + ipid % 4096, dport=dport) / Raw(payload)))
+
+    vxlan = struct.pack(">B3sI", 0x08, b"\0\0\0", 100 << 8)          # flags I, VNI 100
+    if kind == "vxlan":
+        l3, et = udp(4789, vxlan + inner_eth), 0x0800
+    elif kind == "vxlan-8472":
+        l3, et = udp(8472, vxlan + inner_eth), 0x0800
+    elif kind == "vxlan-vlan":
+        tagged = inner_eth[:12] + struct.pack(">HH", 0x8100, 300) + inner_eth[12:]
+        l3, et = udp(4789, vxlan + tagged), 0x0800
+    elif kind == "geneve":
+        opt = struct.pack(">HBB", 0x0102, 0x80, 1) + b"\x00\x00\x00\x2a"    # class, type, 1 word
+        l3, et = udp(6081, struct.pack(">BBHI", len(opt) // 4, 0, 0x6558, 200 << 8) + opt + inner_eth), 0x0800
+    elif kind == "gre":
+        l3, et = outer4(47, struct.pack(">HH", 0, 0x0800) + inner_ip), 0x0800
+    elif kind == "gre-key":
+        l3, et = outer4(47, struct.pack(">HHII", 0x3000, 0x0800, 0x64, ipid) + inner_ip), 0x0800
+    elif kind == "gre-teb":
+        l3, et = outer4(47, struct.pack(">HHI", 0x2000, 0x6558, 0x65) + inner_eth), 0x0800
+    elif kind == "erspan2":
+        hdr = struct.pack(">HHI", 0x1000, 7, 0)                            # ver 1, VLAN 0 / session 7 / index 0
+        l3, et = outer4(47, struct.pack(">HHI", 0x1000, 0x88BE, ipid) + hdr + inner_eth), 0x0800
+    elif kind == "erspan3":
+        hdr = struct.pack(">HHIHH", 0x2000, 9, 0, 0, 0)                    # ver 2, session 9, no subheader
+        l3, et = outer4(47, struct.pack(">HHI", 0x1000, 0x22EB, ipid) + hdr + inner_eth), 0x0800
+    elif kind == "ipip":
+        l3, et = outer4(4, inner_ip), 0x0800
+    elif kind == "6in4":
+        l3, et = outer4(41, inner_ip), 0x0800
+    elif kind == "4in6":
+        l3, et = bytes(IPv6(src=VTEP6[a], dst=VTEP6[b], nh=4, hlim=64) / Raw(inner_ip)), 0x86DD
+    elif kind == "vxlan-in-gre":
+        l3, et = outer4(47, struct.pack(">HH", 0, 0x0800) + udp(4789, vxlan + inner_eth)), 0x0800
+    else:
+        raise ValueError(kind)
+    return MAC_VTEP[b] + MAC_VTEP[a] + struct.pack(">H", et) + l3
 
 
 def arp_request():
@@ -405,6 +471,9 @@ class Capture:
 
 LINKTYPE = {"ether": LT_ETHER, "vlan": LT_ETHER, "qinq": LT_ETHER, "sll": LT_SLL,
             "sll2": LT_SLL2, "null": LT_NULL, "raw": LT_RAW}
+LINKTYPE.update({f"tun-{k}": LT_ETHER for k in ("vxlan", "vxlan-8472", "vxlan-vlan", "geneve", "gre", "gre-key",
+                                                "gre-teb", "erspan2", "erspan3", "ipip", "6in4", "4in6",
+                                                "vxlan-in-gre")})
 
 
 def write_capture(cap, out_dir):
@@ -1274,6 +1343,20 @@ def build_formats(out):
         ("fmt-sll.pcap", "pcap", "sll", {}, "Linux cooked v1 (link type 113), tcpdump -i any"),
         ("fmt-sll2.pcap", "pcap", "sll2", {}, "Linux cooked v2 (link type 276), tcpdump -i any"),
         ("fmt-null.pcap", "pcap", "null", {"cip": "127.0.0.1", "sip": "127.0.0.1"}, "BSD loopback NULL (link type 0), 127.0.0.1 both ends"),
+        # tunnels: the inner connection is the row (see tunnel_frame for each header)
+        ("tun-vxlan.pcap", "pcap", "tun-vxlan", {}, "VXLAN (UDP 4789, VNI 100), one-way mirror session"),
+        ("tun-vxlan-8472.pcap", "pcap", "tun-vxlan-8472", {}, "VXLAN on Linux's old port 8472 (VNI 100)"),
+        ("tun-vxlan-vlan.pcap", "pcap", "tun-vxlan-vlan", {}, "802.1Q VLAN 300 inside VXLAN (VNI 100)"),
+        ("tun-geneve.pcap", "pcap", "tun-geneve", {}, "Geneve (UDP 6081, VNI 200) with an 8-byte option"),
+        ("tun-gre.pcap", "pcap", "tun-gre", {}, "GRE carrying IPv4, no options, both directions"),
+        ("tun-gre-key.pcap", "pcap", "tun-gre-key", {}, "GRE with key 100 and sequence numbers"),
+        ("tun-gre-teb.pcap", "pcap", "tun-gre-teb", {}, "GRE transparent Ethernet bridging (0x6558), key 101"),
+        ("tun-erspan2.pcap", "pcap", "tun-erspan2", {}, "ERSPAN type II (GRE 0x88BE), session 7"),
+        ("tun-erspan3.pcap", "pcap", "tun-erspan3", {}, "ERSPAN type III (GRE 0x22EB), session 9"),
+        ("tun-ipip.pcap", "pcap", "tun-ipip", {}, "IPv4 in IPv4 (IP protocol 4)"),
+        ("tun-6in4.pcap", "pcap", "tun-6in4", {"cip": "fd00::5", "sip": "fd00::9", "v6": True}, "IPv6 in IPv4 (protocol 41, 6in4)"),
+        ("tun-4in6.pcap", "pcap", "tun-4in6", {}, "IPv4 in IPv6 (next header 4, 4in6)"),
+        ("tun-vxlan-in-gre.pcap", "pcap", "tun-vxlan-in-gre", {}, "VXLAN inside GRE: two tunnels, the outer one named"),
     ]
     for name, fmt, link, kw, what in simple:
         cap = Capture(name, what + ": one GET /health exchange", "1 connection, 1 complete GET, SF, no findings", fmt=fmt, link=link)

@@ -11,6 +11,16 @@ cdef enum:
     PKT_UNSUPPORTED_LINK = 6
     PKT_NSTATUS = 7
 
+# The tunnel a packet arrived in (the outermost one when they nest); 0: none.
+cdef enum:
+    TUN_NONE = 0
+    TUN_VXLAN = 1           # UDP 4789, or Linux's old default 8472
+    TUN_GENEVE = 2          # UDP 6081
+    TUN_GRE = 3             # GRE carrying IP or Ethernet (transparent bridging)
+    TUN_ERSPAN = 4          # GRE carrying ERSPAN type I, II or III
+    TUN_IPIP = 5            # IPv4 or IPv6 inside IPv4 or IPv6 (IP-in-IP, 6in4, 4in6)
+    TUN_NKINDS = 6
+
 # One decoded packet. Lives on the C stack of the caller; `payload` points into the
 # reader's buffer and is valid only until the next call to next_packet().
 cdef struct Pkt:
@@ -32,6 +42,8 @@ cdef struct Pkt:
     int32_t cap_len         # payload bytes actually captured (<= tcp_len)
     uint8_t ttl             # IPv4 TTL / IPv6 hop limit: tells a sender's own packets from forged ones
     int32_t ip_id           # IPv4 identification; -1 for IPv6 (no such field)
+    uint8_t tun_kind        # TUN_*: the outermost tunnel, or TUN_NONE
+    uint32_t tun_id         # its VNI (VXLAN, Geneve), key (GRE), session id (ERSPAN); 0 when none
     const uint8_t* payload
 
 cdef class PacketSource:
@@ -63,6 +75,7 @@ cdef class PacketSource:
     cdef int64_t* _if_off
     cdef public object info
     cdef int64_t[PKT_NSTATUS] _status_counts
+    cdef int64_t[TUN_NKINDS] _tun_counts
     cdef dict _lt_counts_py
     cdef int _last_lt
     cdef int64_t _last_lt_n

@@ -32,6 +32,9 @@ DEF MAX_TS_NS = 4611686018427387904   # 2^62 ns: year 2116
 STATUS_NAMES = ("tcp", "not_ip", "not_tcp", "ip_fragment", "truncated_headers",
                 "bad_header", "unsupported_link_type")
 
+# Names of the TUN_* kinds (index = code), as facts and tables show them.
+TUNNEL_NAMES = (None, "vxlan", "geneve", "gre", "erspan", "ipip")
+
 LINKTYPE_NAMES = {
     0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP", 113: "LINUX_SLL",
     228: "IPV4", 229: "IPV6", 239: "NFLOG", 276: "LINUX_SLL2",
@@ -65,8 +68,96 @@ cdef inline int64_t pow10(int n) noexcept nogil:
     return v
 
 
-cdef int decode_ip(const uint8_t* d, Py_ssize_t n, Pkt* p) noexcept nogil:
-    """IPv4/IPv6 + TCP header decoding into p; returns the status."""
+DEF MAX_NESTING = 4     # tunnels inside tunnels: deeper than this is not a real capture
+
+
+cdef inline void tunnel(Pkt* p, int kind, uint32_t ident) noexcept nogil:
+    # the outermost tunnel names the connection's path; inner ones only carry it further
+    if p.tun_kind == TUN_NONE:
+        p.tun_kind = kind
+        p.tun_id = ident
+
+
+cdef int decode_udp_tunnel(const uint8_t* d, Py_ssize_t n, Pkt* p, int depth) noexcept nogil:
+    """A UDP datagram (d: its header): VXLAN or Geneve inside, or not TCP at all."""
+    cdef uint16_t dport
+    cdef Py_ssize_t off
+    cdef uint16_t ptype
+    if n < 8:
+        return PKT_TRUNCATED
+    dport = be16(d + 2)
+    if dport == 4789 or dport == 8472:
+        # VXLAN (RFC 7348): flags (I = 0x08: the VNI is valid), 3 reserved, VNI, 1 reserved
+        if n < 16:
+            return PKT_TRUNCATED
+        if not (d[8] & 0x08):
+            return PKT_NOT_TCP
+        tunnel(p, TUN_VXLAN, (<uint32_t>d[12] << 16) | (<uint32_t>d[13] << 8) | d[14])
+        return decode_ether(d + 16, n - 16, 0x6558, p, depth + 1)
+    if dport == 6081:
+        # Geneve (RFC 8926): version and option length (4-byte words), flags, protocol, VNI
+        if n < 16:
+            return PKT_TRUNCATED
+        if (d[8] >> 6) != 0:
+            return PKT_NOT_TCP
+        off = 16 + (d[8] & 0x3f) * 4
+        if off > n:
+            return PKT_TRUNCATED
+        ptype = be16(d + 10)
+        tunnel(p, TUN_GENEVE, (<uint32_t>d[12] << 16) | (<uint32_t>d[13] << 8) | d[14])
+        return decode_ether(d + off, n - off, ptype, p, depth + 1)
+    return PKT_NOT_TCP
+
+
+cdef int decode_gre(const uint8_t* d, Py_ssize_t n, Pkt* p, int depth) noexcept nogil:
+    """A GRE packet (RFC 2784/2890): IP, transparent Ethernet bridging or ERSPAN inside."""
+    cdef uint16_t flags, ptype
+    cdef Py_ssize_t off = 4
+    cdef uint32_t key = 0
+    cdef int kind = TUN_GRE
+    if n < 4:
+        return PKT_TRUNCATED
+    flags = be16(d)
+    if (flags & 7) != 0 or (flags & 0x4000):
+        return PKT_NOT_TCP        # version 1 is PPTP's enhanced GRE; routing present is obsolete
+    ptype = be16(d + 2)
+    if flags & 0x8000:
+        off += 4                  # checksum and reserved
+    if flags & 0x2000:
+        if off + 4 > n:
+            return PKT_TRUNCATED
+        key = be32(d + off)
+        off += 4
+    if flags & 0x1000:
+        off += 4                  # sequence number
+    if off > n:
+        return PKT_TRUNCATED
+    if ptype == 0x88be:
+        kind = TUN_ERSPAN
+        if flags & 0x1000:
+            # type II: version/VLAN, COS/En/T/session id, reserved/index
+            if off + 8 > n:
+                return PKT_TRUNCATED
+            key = be16(d + off + 2) & 0x3ff
+            off += 8
+        # type I (no sequence number): the mirrored frame follows the GRE header at once
+        ptype = 0x6558
+    elif ptype == 0x22eb:
+        # ERSPAN type III: 12-byte header, then an 8-byte platform subheader when O is set
+        kind = TUN_ERSPAN
+        if off + 12 > n:
+            return PKT_TRUNCATED
+        key = be16(d + off + 2) & 0x3ff
+        off += 20 if (d[off + 11] & 1) else 12
+        if off > n:
+            return PKT_TRUNCATED
+        ptype = 0x6558
+    tunnel(p, kind, key)
+    return decode_ether(d + off, n - off, ptype, p, depth + 1)
+
+
+cdef int decode_ip(const uint8_t* d, Py_ssize_t n, Pkt* p, int depth) noexcept nogil:
+    """IPv4/IPv6 + TCP header decoding into p, through tunnels; returns the status."""
     cdef int ver, ihl, doff, nh, hlen
     cdef Py_ssize_t total, off, l4_claimed, l4_cap
     cdef uint16_t frag
@@ -92,7 +183,7 @@ cdef int decode_ip(const uint8_t* d, Py_ssize_t n, Pkt* p) noexcept nogil:
         if (frag & 0x3fff) != 0:
             return PKT_FRAGMENT
         if d[9] != 6:
-            return PKT_NOT_TCP
+            return decode_inner(d + ihl, (n if n < total else total) - ihl, d[9], p, depth)
         p.af = 4
         memset(p.src, 0, 16)
         memset(p.dst, 0, 16)
@@ -126,7 +217,7 @@ cdef int decode_ip(const uint8_t* d, Py_ssize_t n, Pkt* p) noexcept nogil:
         if off > total:
             return PKT_BAD_HEADER
         if nh != 6:
-            return PKT_NOT_TCP
+            return decode_inner(d + off, (n if n < total else total) - off, nh, p, depth)
         p.af = 6
         memcpy(p.src, d + 8, 16)
         memcpy(p.dst, d + 24, 16)
@@ -160,57 +251,35 @@ cdef int decode_ip(const uint8_t* d, Py_ssize_t n, Pkt* p) noexcept nogil:
     return PKT_TCP
 
 
-cdef int decode_link(const uint8_t* d, Py_ssize_t n, int lt, Pkt* p) noexcept nogil:
-    cdef Py_ssize_t off = 0
-    cdef int et = -1
-    cdef uint32_t af
-    cdef uint16_t tlen, ttype
-    if lt == 1:
+cdef int decode_inner(const uint8_t* d, Py_ssize_t n, int proto, Pkt* p, int depth) noexcept nogil:
+    """What an IP packet that is not TCP carries: a tunnel to look into, or nothing for us."""
+    if depth >= MAX_NESTING:
+        return PKT_NOT_TCP
+    if proto == 4 or proto == 41:
+        tunnel(p, TUN_IPIP, 0)
+        return decode_ip(d, n, p, depth + 1)
+    if proto == 47:
+        return decode_gre(d, n, p, depth)
+    if proto == 17:
+        return decode_udp_tunnel(d, n, p, depth)
+    return PKT_NOT_TCP
+
+
+cdef int decode_ether(const uint8_t* d, Py_ssize_t n, int et, Pkt* p, int depth) noexcept nogil:
+    """A tunnel's payload of EtherType ``et``: an Ethernet frame (0x6558) or IP."""
+    if depth > MAX_NESTING:
+        return PKT_NOT_TCP
+    if et == 0x6558:
         if n < 14:
             return PKT_TRUNCATED
-        et = be16(d + 12)
-        off = 14
-    elif lt == 113:
-        if n < 16:
-            return PKT_TRUNCATED
-        et = be16(d + 14)
-        off = 16
-    elif lt == 276:
-        if n < 20:
-            return PKT_TRUNCATED
-        et = be16(d)
-        off = 20
-    elif lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:
-        return decode_ip(d, n, p)
-    elif lt == 0 or lt == 108:
-        if n < 4:
-            return PKT_TRUNCATED
-        # NULL stores the address family in the writer's byte order; LOOP in network order.
-        af = be32(d) if lt == 108 else le32(d)
-        if lt == 0 and af > 0xffff:
-            af = be32(d)
-        if af == 2 or af == 10 or af == 24 or af == 28 or af == 30:
-            return decode_ip(d + 4, n - 4, p)
-        return PKT_NOT_IP
-    elif lt == 239:
-        # NFLOG: 4-byte header then TLVs (host byte order lengths), payload is type 9.
-        if n < 4:
-            return PKT_TRUNCATED
-        off = 4
-        while off + 4 <= n:
-            tlen = le16(d + off)
-            ttype = le16(d + off + 2)
-            if tlen < 4:
-                return PKT_BAD_HEADER
-            if ttype == 9:
-                if off + tlen > n:
-                    return decode_ip(d + off + 4, n - off - 4, p)
-                return decode_ip(d + off + 4, tlen - 4, p)
-            off += (tlen + 3) & ~3
-        return PKT_NOT_IP
-    else:
-        return PKT_UNSUPPORTED_LINK
-    # Ethernet-style payload type: peel VLAN tags, MPLS labels and PPPoE.
+        return decode_ethertype(d + 14, n - 14, be16(d + 12), p, depth)
+    return decode_ethertype(d, n, et, p, depth)
+
+
+cdef int decode_ethertype(const uint8_t* d, Py_ssize_t n, int et, Pkt* p, int depth) noexcept nogil:
+    """Payload of EtherType ``et``: peel VLAN tags, MPLS labels and PPPoE, then IP."""
+    cdef Py_ssize_t off = 0
+    cdef uint16_t tlen
     while True:
         if et == 0x8100 or et == 0x88a8 or et == 0x9100 or et == 0x9200:
             if off + 4 > n:
@@ -236,8 +305,63 @@ cdef int decode_link(const uint8_t* d, Py_ssize_t n, int lt, Pkt* p) noexcept no
         else:
             break
     if et == 0x0800 or et == 0x86dd:
-        return decode_ip(d + off, n - off, p)
+        return decode_ip(d + off, n - off, p, depth)
     return PKT_NOT_IP
+
+
+cdef int decode_link(const uint8_t* d, Py_ssize_t n, int lt, Pkt* p) noexcept nogil:
+    cdef Py_ssize_t off = 0
+    cdef int et = -1
+    cdef uint32_t af
+    cdef uint16_t tlen, ttype
+    p.tun_kind = TUN_NONE
+    p.tun_id = 0
+    if lt == 1:
+        if n < 14:
+            return PKT_TRUNCATED
+        et = be16(d + 12)
+        off = 14
+    elif lt == 113:
+        if n < 16:
+            return PKT_TRUNCATED
+        et = be16(d + 14)
+        off = 16
+    elif lt == 276:
+        if n < 20:
+            return PKT_TRUNCATED
+        et = be16(d)
+        off = 20
+    elif lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:
+        return decode_ip(d, n, p, 0)
+    elif lt == 0 or lt == 108:
+        if n < 4:
+            return PKT_TRUNCATED
+        # NULL stores the address family in the writer's byte order; LOOP in network order.
+        af = be32(d) if lt == 108 else le32(d)
+        if lt == 0 and af > 0xffff:
+            af = be32(d)
+        if af == 2 or af == 10 or af == 24 or af == 28 or af == 30:
+            return decode_ip(d + 4, n - 4, p, 0)
+        return PKT_NOT_IP
+    elif lt == 239:
+        # NFLOG: 4-byte header then TLVs (host byte order lengths), payload is type 9.
+        if n < 4:
+            return PKT_TRUNCATED
+        off = 4
+        while off + 4 <= n:
+            tlen = le16(d + off)
+            ttype = le16(d + off + 2)
+            if tlen < 4:
+                return PKT_BAD_HEADER
+            if ttype == 9:
+                if off + tlen > n:
+                    return decode_ip(d + off + 4, n - off - 4, p, 0)
+                return decode_ip(d + off + 4, tlen - 4, p, 0)
+            off += (tlen + 3) & ~3
+        return PKT_NOT_IP
+    else:
+        return PKT_UNSUPPORTED_LINK
+    return decode_ethertype(d + off, n - off, et, p, 0)
 
 
 cdef class PacketSource:
@@ -276,6 +400,7 @@ cdef class PacketSource:
         self._last_lt = -1
         self._last_lt_n = 0
         memset(self._status_counts, 0, sizeof(self._status_counts))
+        memset(self._tun_counts, 0, sizeof(self._tun_counts))
         self.info = {"name": name, "format": None, "warnings": [], "snaplen": None}
         self._open()
 
@@ -409,6 +534,7 @@ cdef class PacketSource:
         p.status = decode_link(b + hdr, caplen, self._linktype, p)
         self._pos += hdr + caplen
         self._status_counts[p.status] += 1
+        self._tun_counts[p.tun_kind] += 1
         self._last_ts = p.ts_ns
         self._count_lt(self._linktype)
         return 1
@@ -583,6 +709,7 @@ cdef class PacketSource:
             p.linktype = self._if_lt[iface]
             p.status = decode_link(b + doff, caplen, p.linktype, p)
             self._status_counts[p.status] += 1
+            self._tun_counts[p.tun_kind] += 1
             self._last_ts = p.ts_ns
             self._count_lt(p.linktype)
             return 1
@@ -598,6 +725,7 @@ cdef class PacketSource:
         info["linktypes"] = {LINKTYPE_NAMES.get(k, str(k)) if k >= 0 else "unknown": v for k, v in lt.items()}
         info["status_counts"] = {STATUS_NAMES[i]: self._status_counts[i]
                                  for i in range(PKT_NSTATUS) if self._status_counts[i]}
+        info["tunnels"] = {TUNNEL_NAMES[i]: self._tun_counts[i] for i in range(1, TUN_NKINDS) if self._tun_counts[i]}
         info["bytes_read"] = self._consumed + self._pos
         return info
 
@@ -611,6 +739,7 @@ cdef class PacketSource:
                 n = 4 if p.af == 4 else 16
                 d.update(af=p.af, src=bytes(p.src[:n]), dst=bytes(p.dst[:n]), sport=p.sport,
                          dport=p.dport, seq=p.seq, ack=p.ack, flags=p.flags, win=p.win,
-                         ip_len=p.ip_len, tcp_len=p.tcp_len,
+                         ip_len=p.ip_len, tcp_len=p.tcp_len, tunnel=TUNNEL_NAMES[p.tun_kind] if p.tun_kind else None,
+                         tunnel_id=p.tun_id if p.tun_kind else None,
                          payload=bytes(p.payload[:p.cap_len]))
             yield d

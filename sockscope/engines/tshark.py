@@ -113,6 +113,16 @@ class TsharkMissing(RuntimeError):
     """tshark is not installed (or not where the caller said)."""
 
 
+def _inner_ipv6(protocols: str) -> bool:
+    """Is the IP layer that carries TCP IPv6? (4in6 and 6in4 tunnels carry both families.)"""
+    layers = protocols.split(":")
+    end = layers.index("tcp") if "tcp" in layers else len(layers)
+    for name in reversed(layers[:end]):
+        if name in ("ip", "ipv6"):
+            return name == "ipv6"
+    return True
+
+
 class TsharkFailed(RuntimeError):
     """tshark ran but could not read the capture."""
 
@@ -160,6 +170,7 @@ FIELDS: tuple[str, ...] = (
     "http2.header.value",  # 38
     "http.request",  # 39
     "http.response",  # 40
+    "frame.protocols",  # 41: eth:ethertype:ip:gre:ip:tcp -- which IP layer is the innermost
 )
 _NF = len(FIELDS)
 # Separates several occurrences of one field in a frame. A control character that
@@ -249,6 +260,8 @@ def tshark_command(
     # HTTP on ports tshark does not associate with HTTP (the native engine frames HTTP by
     # content, so this keeps the two closer).
     cmd += ["--enable-heuristic", "http_tcp"]
+    # VXLAN on Linux's old default port too, as the native reader decodes it
+    cmd += ["-d", "udp.port==8472,vxlan"]
     cmd += list(extra_args)
     cmd += ["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", f"aggregator={_AGG}"]
     cmd += ["-E", "header=n", "-E", "quote=n"]
@@ -477,7 +490,7 @@ class _Builder:
         self.capture_end_ns = ts if self.capture_end_ns is None else max(self.capture_end_ns, ts)
         self.capture_start_ns = ts if self.capture_start_ns is None else min(self.capture_start_ns, ts)
         self.max_frame = max(self.max_frame, frame)
-        if parts[5]:
+        if parts[5] and _inner_ipv6(parts[41]):
             src, dst = _last(parts[5]), _last(parts[6])
             ipb = (_int(_last(parts[14])) or 0) + 40
         else:
