@@ -554,6 +554,9 @@ def summary(captures: tuple[str, ...], as_json: bool, as_jsonl: bool, as_csv: bo
     points = "capture" in df.columns        # several capture points analysed apart
     if points:
         columns.append(("capture", "left", 2))
+    tunnels = "tunnel" in df.columns and bool(df["tunnel"].notna().any())
+    if tunnels:
+        columns.append(("tunnel", "left", 2))
     rows = []
     for r in shown.itertuples():
         closed = "-" if pd.isna(r.closed_by) else f"{r.closed_by} {r.close_kind} #{r.close_frame}"
@@ -566,13 +569,27 @@ def summary(captures: tuple[str, ...], as_json: bool, as_jsonl: bool, as_csv: bo
                      _t(r.start, days), _s(r.duration_s), f"{r.client_pkts}/{r.server_pkts}",
                      f"{r.client_bytes}/{r.server_bytes}", str(r.state),
                      f"[{color}]{closed}[/{color}]" if color else closed, _s(r.idle_before_close_s),
-                     reqs, escape(str(r.history)), *([escape(os.path.basename(str(r.capture)))] if points else [])])
+                     reqs, escape(str(r.history)), *([escape(os.path.basename(str(r.capture)))] if points else []),
+                     *([_tunnel(r.tunnel, r.tunnel_id)] if tunnels else [])])
     con.print(_fit(con, columns, rows))
     _more(con, len(shown), matched, "connection(s)")
     legend = "idle = silence before the first FIN/RST; frame numbers (#) as in Wireshark"
     if (shown["roles_from"].astype(str) != "syn").any():
         legend = "(?) roles guessed without a handshake; " + legend
     con.print(f"[dim]{legend}[/dim]")
+
+
+_TUNNEL_ID = {"vxlan": "vni", "geneve": "vni", "gre": "key", "erspan": "session"}
+
+
+def _tunnel(kind: Any, ident: Any) -> str:
+    """``vxlan vni 100``: the tunnel a connection came in, with the id that tells tunnels apart."""
+    import pandas as pd
+
+    if pd.isna(kind):
+        return "-"
+    name = _TUNNEL_ID.get(str(kind))
+    return f"{kind} {name} {ident}" if name and not pd.isna(ident) and (ident or kind != "gre") else str(kind)
 
 
 def _spans_days(cap: Any) -> bool:

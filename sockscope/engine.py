@@ -36,6 +36,7 @@ except ImportError:  # running the plain .py without Cython: the annotations are
 from sockscope import schema
 from sockscope._rows import gather_texts, take_table
 from sockscope.capture import open_source
+from sockscope.capture._source import TUNNEL_NAMES
 from sockscope.http import EXCHANGE_FIELDS, Exchange, HttpSession, detect
 from sockscope.tcp._tracker import (GAP_ENDED_BY, PROTOCOL_CODES, SHARD_BUCKETS, STATE_CODES, _STATE_NAMES,
                                     RowStore, Tracker)
@@ -63,7 +64,7 @@ _CONN_FIELDS: dict[str, str] = {
     "client_unacked_bytes": "i", "client_unacked_peer_quiet_ns": "i", "server_unacked_since_ts": "t",
     "server_unacked_since_frame": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
     "server_unacked_peer_quiet_ns": "i",
-    "client_state": "s", "server_state": "s",
+    "client_state": "s", "server_state": "s", "tunnel": "s", "tunnel_id": "i",
 }
 
 _REQ_FIELDS: dict[str, str] = {
@@ -462,7 +463,7 @@ _CODE_COLUMNS = {
     "roles_from": ("syn", "heuristic"), "state": STATE_CODES, "closed_by": ("client", "server"),
     "close_kind": ("FIN", "RST"), "last_payload_by": ("client", "server"),
     "data_after_close_by": ("client", "server"), "protocol": PROTOCOL_CODES,
-    "client_state": _STATE_NAMES, "server_state": _STATE_NAMES,
+    "client_state": _STATE_NAMES, "server_state": _STATE_NAMES, "tunnel": TUNNEL_NAMES[1:],
 }
 
 

@@ -65,3 +65,29 @@ def test_same_connections_as_tshark(path: Path) -> None:
     field = 2 if ":" in c["client_ip"] else 1          # 6in4 / 4in6: the other family is the outer one
     inner = {r[field].split(",")[-1] for r in rows}
     assert inner == {c["client_ip"], c["server_ip"]}
+
+
+@pytest.mark.parametrize("path", TUNNELS, ids=lambda p: p.stem)
+def test_tunnel_column(path: Path) -> None:
+    kind = path.stem[4:]
+    c = sockscope.load(path).connections.iloc[0]
+    assert c["tunnel"] == KIND[kind]
+    assert c["tunnel_id"] == TUNNEL_ID.get(kind, 0)
+
+
+def test_no_tunnel_is_null() -> None:
+    c = sockscope.load(CRAFTED / "mixed.pcap").connections
+    assert c["tunnel"].isna().all() and c["tunnel_id"].isna().all()
+
+
+def test_summary_shows_the_tunnel() -> None:
+    import os
+    import sys
+
+    env = dict(os.environ, COLUMNS="220")
+    out = subprocess.run([sys.executable, "-m", "sockscope", "summary", str(CRAFTED / "tun-vxlan.pcap")],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert "vxlan vni 100" in out and "packets vxlan" in out
+    out = subprocess.run([sys.executable, "-m", "sockscope", "summary", str(CRAFTED / "mixed.pcap")],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert "tunnel" not in out

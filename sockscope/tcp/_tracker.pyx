@@ -174,6 +174,8 @@ cdef class Conn:
     cdef int64_t head_len[2]
     cdef Conn chain
     cdef bint retired
+    cdef uint8_t tun_kind         # the tunnel its first packet came in (capture TUN_*), 0: none
+    cdef uint32_t tun_id
 
     cdef bint same_key(self, Pkt* p):
         if p.af != self.af:
@@ -426,6 +428,8 @@ cdef class Tracker:
         memcpy(c.addr[1], p.dst, 16)
         c.port[0] = p.sport
         c.port[1] = p.dport
+        c.tun_kind = p.tun_kind
+        c.tun_id = p.tun_id
         c.first_ts = p.ts_ns
         c.last_ts = p.ts_ns
         c.seen_ts = p.ts_ns
@@ -1312,6 +1316,8 @@ INT_COLUMNS = (
     # small codes, decoded to categories by the engine
     "roles_from", "state", "closed_by", "close_kind", "last_payload_by", "data_after_close_by",
     "protocol", "client_state", "server_state",
+    # the tunnel the connection's first packet came in (code - 1 of capture's TUN_*, -1: none)
+    "tunnel", "tunnel_id",
 )
 STATE_CODES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
 PROTOCOL_CODES = ("unknown", "http", "tls", "unknown")
@@ -1327,7 +1333,7 @@ NARROW_COLUMNS = {
     "client_unacked_bytes": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
     "client_port": "H", "server_port": "H", "roles_from": "b", "state": "b", "closed_by": "b",
     "close_kind": "b", "last_payload_by": "b", "data_after_close_by": "b", "protocol": "b",
-    "client_state": "b", "server_state": "b",
+    "client_state": "b", "server_state": "b", "tunnel": "b",
 }
 
 
@@ -1491,6 +1497,8 @@ cdef class RowStore:
         push8(<carray.array>K[63], c.proto)
         push8(<carray.array>K[64], O.state)
         push8(<carray.array>K[65], R.state)
+        push8(<carray.array>K[66], <int>c.tun_kind - 1)
+        push(<carray.array>K[67], c.tun_id if c.tun_kind else NA)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)
