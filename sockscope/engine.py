@@ -695,6 +695,11 @@ class _Point:
         facts["connections"] = tracker.next_id
         facts["evicted_connections"] = tracker.evicted
         facts["out_of_order_flushes"] = tracker.ooo_flushes
+        facts["duplicate_packets"] = tracker.duplicates
+        if tracker.duplicates:
+            facts["warnings"] = list(facts.get("warnings", [])) + [
+                f"{tracker.duplicates:,} packet(s) appear twice within 5 ms with the same IP identification and "
+                "TCP header (two mirror sessions, or both ends of a tunnel): each counted once"]
         if tracker.ooo_flushes:
             facts["warnings"] = list(facts.get("warnings", [])) + [
                 f"out-of-order data held for reassembly reached {tracker.max_ooo_bytes >> 20} MiB in total "
@@ -789,8 +794,8 @@ def _run_serial(sources: list, *, min_gap_s: float, l7: bool, progress: Callable
 
 def _sum_tracker_facts(facts: dict[str, Any], parts: list[EngineResult]) -> None:
     """Tracker counts and time span of several partial results, as one run would report them."""
-    for key in ("tcp_packets", "connections", "evicted_connections", "out_of_order_flushes"):
-        facts[key] = sum(p.facts[key] for p in parts)
+    for key in ("tcp_packets", "connections", "evicted_connections", "out_of_order_flushes", "duplicate_packets"):
+        facts[key] = sum(p.facts.get(key, 0) for p in parts)
     viol: dict[str, int] = {}
     for p in parts:
         for k, v in p.facts["http_violations"].items():

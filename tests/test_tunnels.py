@@ -91,3 +91,33 @@ def test_summary_shows_the_tunnel() -> None:
     out = subprocess.run([sys.executable, "-m", "sockscope", "summary", str(CRAFTED / "mixed.pcap")],
                          capture_output=True, text=True, env=env, check=True).stdout
     assert "tunnel" not in out
+
+
+def test_mirror_copies_count_once(tmp_path: Path) -> None:
+    """Ingress and egress mirror sessions deliver each packet twice (here VNI 100 and 101,
+    40 µs apart): the connection is the same as with one copy, the copies are counted and
+    said, never taken for retransmissions."""
+    from scapy.layers.inet import UDP
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import PcapWriter, rdpcap
+
+    src = CRAFTED / "tun-vxlan.pcap"
+    out = tmp_path / "mirror-twice.pcap"
+    w = PcapWriter(str(out), linktype=1, sync=True)
+    for pkt in rdpcap(str(src)):
+        w.write(pkt)
+        copy = pkt.copy()
+        copy[VXLAN].vni = 101
+        del copy[UDP].chksum
+        copy = copy.__class__(bytes(copy))         # checksums and lengths computed again
+        copy.time = pkt.time + 0.00004
+        w.write(copy)
+    w.close()
+    once, twice = sockscope.load(src), sockscope.load(out)
+    cols = ["client_pkts", "server_pkts", "client_bytes", "server_bytes", "retransmits", "state", "history",
+            "closed_by", "close_kind", "requests"]
+    assert twice.connections[cols].to_dict("records") == once.connections[cols].to_dict("records")
+    assert twice.facts["duplicate_packets"] == once.facts["packets"] == 9
+    assert any("appear twice" in w for w in twice.facts["warnings"])
+    assert once.facts["duplicate_packets"] == 0
+    assert twice.findings.empty

@@ -115,6 +115,17 @@ cdef struct Side:
     int64_t flight_frame
     int64_t flight_rexmit
     int64_t last_pkt_ts      # this side's last packet of any kind
+    # the last packet's identity, to tell a second copy of it (two mirror sessions, ingress
+    # and egress, deliver every packet twice) from a retransmission
+    uint32_t last_seq
+    uint32_t last_ack
+    uint16_t last_flags
+    uint16_t last_win
+    int32_t last_len
+    int32_t last_id
+
+
+DEF DUP_WINDOW_NS = 5_000_000     # copies of one packet arrive within this of each other
 
 
 cdef inline int64_t unwrap(Side* s, uint32_t seq) noexcept nogil:
@@ -281,6 +292,7 @@ cdef class Tracker:
     cdef public int64_t ooo_bytes       # out-of-order payload held, all connections
     cdef public int64_t max_ooo_bytes
     cdef public int64_t ooo_flushes     # times the total cap made a direction give up its islands
+    cdef public int64_t duplicates      # second copies of a packet (mirror sessions), not counted
     cdef public int shard_lo      # this tracker's flows: hash bucket in [lo, hi)
     cdef public int shard_hi
     cdef public int64_t sweep_every_ns   # also sweep (and report progress) this often in capture time; 0: off
@@ -765,6 +777,22 @@ cdef class Tracker:
                     c.client = 1 - c.client
                 c.roles_final = True
         is_orig = d == c.client
+
+        # A second copy of this side's last packet: same IPv4 identification (a sender gives
+        # a retransmission a new one), same TCP header fields, within DUP_WINDOW_NS. Two
+        # mirror sessions (ingress and egress, or both ends of a path) deliver every packet
+        # twice; counting both would make each one a retransmission.
+        if p.af == 4 and p.ip_id != 0 and S.pkts and p.ip_id == S.last_id and p.seq == S.last_seq \
+                and p.ack == S.last_ack and fl == S.last_flags and p.win == S.last_win \
+                and length == S.last_len and 0 <= p.ts_ns - S.last_pkt_ts <= DUP_WINDOW_NS:
+            self.duplicates += 1
+            return
+        S.last_id = p.ip_id
+        S.last_seq = p.seq
+        S.last_ack = p.ack
+        S.last_flags = fl
+        S.last_win = p.win
+        S.last_len = length
 
         S.pkts += 1
         S.ip_bytes += p.ip_len
