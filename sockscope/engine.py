@@ -699,7 +699,8 @@ class _Point:
         if tracker.duplicates:
             facts["warnings"] = list(facts.get("warnings", [])) + [
                 f"{tracker.duplicates:,} packet(s) appear twice within 5 ms with the same IP identification and "
-                "TCP header (two mirror sessions, or both ends of a tunnel): each counted once"]
+                "TCP header (two mirror sessions, or a capture on two interfaces): packet counts and history "
+                "count both copies as Zeek and Wireshark do; retransmits and the findings' evidence count one"]
         if tracker.ooo_flushes:
             facts["warnings"] = list(facts.get("warnings", [])) + [
                 f"out-of-order data held for reassembly reached {tracker.max_ooo_bytes >> 20} MiB in total "

@@ -93,10 +93,11 @@ def test_summary_shows_the_tunnel() -> None:
     assert "tunnel" not in out
 
 
-def test_mirror_copies_count_once(tmp_path: Path) -> None:
+def test_mirror_copies_are_told_from_retransmissions(tmp_path: Path) -> None:
     """Ingress and egress mirror sessions deliver each packet twice (here VNI 100 and 101,
-    40 µs apart): the connection is the same as with one copy, the copies are counted and
-    said, never taken for retransmissions."""
+    40 µs apart): packets and history count both copies, as Zeek and Wireshark do (Zeek's
+    own m57 trace has every packet twice and its baseline says so), but the copies are
+    counted and said, and never taken for retransmissions."""
     from scapy.layers.inet import UDP
     from scapy.layers.vxlan import VXLAN
     from scapy.utils import PcapWriter, rdpcap
@@ -114,9 +115,13 @@ def test_mirror_copies_count_once(tmp_path: Path) -> None:
         w.write(copy)
     w.close()
     once, twice = sockscope.load(src), sockscope.load(out)
-    cols = ["client_pkts", "server_pkts", "client_bytes", "server_bytes", "retransmits", "state", "history",
-            "closed_by", "close_kind", "requests"]
+    cols = ["client_bytes", "server_bytes", "retransmits", "state", "closed_by", "close_kind", "requests",
+            "missed_bytes", "idle_before_close_s"]
     assert twice.connections[cols].to_dict("records") == once.connections[cols].to_dict("records")
+    c1, c2 = once.connections.iloc[0], twice.connections.iloc[0]
+    assert (c2["client_pkts"], c2["server_pkts"]) == (2 * c1["client_pkts"], 2 * c1["server_pkts"])
+    assert "T" in c2["history"] and "T" not in c1["history"]       # Zeek's letters, as Zeek writes them
+    assert c2["retransmits"] == 0
     assert twice.facts["duplicate_packets"] == once.facts["packets"] == 9
     assert any("appear twice" in w for w in twice.facts["warnings"])
     assert once.facts["duplicate_packets"] == 0

@@ -767,6 +767,7 @@ cdef class Tracker:
         cdef int bits, role
         cdef bint new_data
         cdef bint probe
+        cdef bint dup
 
         # Roles from content, for connections whose handshake was not seen.
         if not c.roles_final and length > 0 and p.cap_len > 0:
@@ -781,12 +782,14 @@ cdef class Tracker:
         # A second copy of this side's last packet: same IPv4 identification (a sender gives
         # a retransmission a new one), same TCP header fields, within DUP_WINDOW_NS. Two
         # mirror sessions (ingress and egress, or both ends of a path) deliver every packet
-        # twice; counting both would make each one a retransmission.
-        if p.af == 4 and p.ip_id != 0 and S.pkts and p.ip_id == S.last_id and p.seq == S.last_seq \
-                and p.ack == S.last_ack and fl == S.last_flags and p.win == S.last_win \
-                and length == S.last_len and 0 <= p.ts_ns - S.last_pkt_ts <= DUP_WINDOW_NS:
+        # twice. Zeek and Wireshark count the copy as a packet and a retransmission (history
+        # 'T'), and so do the Zeek-compatible columns here; sockscope's own retransmission
+        # counts (retransmits, a silent drop's flight) leave it out.
+        dup = p.af == 4 and p.ip_id != 0 and S.pkts and p.ip_id == S.last_id and p.seq == S.last_seq \
+            and p.ack == S.last_ack and fl == S.last_flags and p.win == S.last_win \
+            and length == S.last_len and 0 <= p.ts_ns - S.last_pkt_ts <= DUP_WINDOW_NS
+        if dup:
             self.duplicates += 1
-            return
         S.last_id = p.ip_id
         S.last_seq = p.seq
         S.last_ack = p.ack
@@ -932,7 +935,7 @@ cdef class Tracker:
             S.last_end = end
         elif length > 0:
             S.n_rxmit += 1
-            if S.flight_ts >= 0:
+            if S.flight_ts >= 0 and not dup:
                 S.flight_rexmit += 1
             if log_step(S.n_rxmit):
                 hist_add(c, d, b'T')
@@ -962,7 +965,7 @@ cdef class Tracker:
             ds = rel + (1 if syn else 0)
             probe = length <= 1 and ds + length == S.next_rel     # keep-alive probe at snd.nxt-1
             new_data = self.stream_data(c, d, ds, ds + length, p)
-            if not new_data and not probe:
+            if not new_data and not probe and not dup:
                 c.retx += 1
             if new_data:
                 self.gap_event(c, p.ts_ns, p.frame, 0 if is_orig else 1)
