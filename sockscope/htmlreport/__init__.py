@@ -16,9 +16,11 @@ the groups with findings expanded and the healthy ones collapsed; and the captur
 Size is bounded whatever the capture: every connection has a lane (start, end, close,
 silence, a few integers), but the details behind a click -- the request chain, the timed
 story, the findings with their evidence frames and Wireshark filters -- are embedded for
-every connection with a finding and for the first :data:`DETAIL_PER_GROUP` connections of
-each other group. A connection without details says so and names the command that tells
-its story. The 1M-packet bench capture (34,670 connections) makes a file of a few MB.
+every connection with an error or warning finding (up to :data:`MAX_DETAILED`, then as many
+from each pattern) and for the first :data:`DETAIL_PER_GROUP` connections of every pattern.
+A connection without details says so and names the command that tells its story. Every
+finding is counted in the verdict whatever is embedded. The 1M-packet bench captures
+(27,692 and 34,670 connections) make files of 2-4 MB.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
     from sockscope.api import Capture
 
+MAX_DETAILED = 3_000        # connections with error/warning findings whose details are embedded
 DETAIL_PER_GROUP = 10        # connections of a group without findings whose details are embedded
 MAX_EVENTS = 30              # story lines kept per connection (first and last ones)
 MAX_LOG_LINES = 20_000       # log markers embedded in all
@@ -141,10 +144,12 @@ def _details(cap: Capture, positions: np.ndarray, t0: int, logs: dict[int, list[
     from sockscope.analysis._cols import na
 
     ctx = cap.diagnosis.context
+    wanted = ctx.conn_id[positions]
     f = cap.findings
     by_conn: dict[int, list[dict[str, Any]]] = {}
     if len(f):
-        for r in f[f["conn_id"].notna()].itertuples(index=False):
+        ids = f["conn_id"].astype("Int64").to_numpy(dtype=np.int64, na_value=-1)
+        for r in f[np.isin(ids, wanted)].itertuples(index=False):
             ev = r.evidence if isinstance(r.evidence, dict) else {}
             by_conn.setdefault(int(r.conn_id), []).append({
                 "kind": r.kind, "severity": r.severity, "request_index": None if na(r.request_index) else int(r.request_index), "summary": r.summary,
@@ -156,6 +161,15 @@ def _details(cap: Capture, positions: np.ndarray, t0: int, logs: dict[int, list[
     outcome = ctx.req_text("outcome")
     out: dict[str, Any] = {}
     text = {k: ctx.text(k) for k in ("state", "history", "closed_by", "close_kind", "protocol")}
+    # the silences of the embedded connections, gathered in one pass over their rows
+    gaps_of: dict[int, list[list[Any]]] = {}
+    g = ctx.gaps
+    if len(g):
+        for gr in g[g["conn_id"].isin(wanted)].itertuples(index=False):
+            rows = gaps_of.setdefault(int(gr.conn_id), [])
+            if len(rows) < 50:
+                rows.append([int((gr.start.value - t0) // 1000), int((gr.end.value - t0) // 1000),
+                             bool(gr.outstanding), str(gr.ended_by)])
     idle = c["idle_before_close_s"].to_numpy(dtype=np.float64, na_value=np.nan) if ctx.n else np.zeros(0)
     for pos in positions.tolist():
         cid = int(ctx.conn_id[pos])
@@ -169,13 +183,6 @@ def _details(cap: Capture, positions: np.ndarray, t0: int, logs: dict[int, list[
             half = MAX_EVENTS // 2
             events = events[:half] + [[events[half][0], f"… {len(events) - MAX_EVENTS} more line(s): "
                                        f"sockscope diagnose CAPTURE --conn {cid}"]] + events[-half:]
-        g = ctx.gaps
-        gaps: list[list[Any]] = []
-        if len(g):
-            rows = g[g["conn_id"] == cid].head(50)
-            for gr in rows.itertuples(index=False):
-                gaps.append([int((gr.start.value - t0) // 1000), int((gr.end.value - t0) // 1000),
-                             bool(gr.outstanding), str(gr.ended_by)])
         i = idle[pos]
         out[str(cid)] = {
             "client": ctx.endpoint(pos, "client"), "server": ctx.endpoint(pos, "server"),
@@ -184,7 +191,7 @@ def _details(cap: Capture, positions: np.ndarray, t0: int, logs: dict[int, list[
             "close_frame": None if ctx.frames("close_frame")[pos] == -1 else int(ctx.frames("close_frame")[pos]),
             "idle_s": None if i != i else float(i), "requests_total": hi - lo,
             "first_frame": int(ctx.frames("first_frame")[pos]), "last_frame": int(ctx.frames("last_frame")[pos]),
-            "requests": reqs, "events": events + logs.get(cid, []), "gaps": gaps,
+            "requests": reqs, "events": events + logs.get(cid, []), "gaps": gaps_of.get(cid, []),
             "findings": by_conn.get(cid, []),
         }
         out[str(cid)]["events"].sort(key=lambda e: e[0])
@@ -212,6 +219,24 @@ def _log_lines(aligned: pd.DataFrame | None, t0: int) -> tuple[dict[int, list[li
         if cid is not None:
             per.setdefault(cid, []).append([us, f"📝 {src}: {text}"])
     return per, marks
+
+
+def _detailed(sev: np.ndarray, group: np.ndarray, rank: np.ndarray, per_group: int) -> np.ndarray:
+    """Which lanes carry their details: every connection with an error or warning finding (up
+    to MAX_DETAILED in all, then the same number from each group: a pattern is never left
+    without examples), and the first ``per_group`` of every group. Info findings (connection
+    reuse, idle keep-alive closes) can be on every connection of a load test: those lanes are
+    sampled like healthy ones."""
+    bad = sev >= 2
+    keep = bad.copy()
+    if int(bad.sum()) > MAX_DETAILED:
+        counts = np.bincount(group[bad])
+        counts = counts[counts > 0]
+        k = 1
+        while k < counts.max() and np.minimum(counts, k + 1).sum() <= MAX_DETAILED:
+            k += 1
+        keep = bad & (rank < k)
+    return keep | (rank < per_group)
 
 
 def report_data(cap: Capture, aligned: pd.DataFrame | None = None, offsets: dict[str, Any] | None = None,
@@ -247,7 +272,7 @@ def report_data(cap: Capture, aligned: pd.DataFrame | None = None, offsets: dict
         first = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
         run_start = np.repeat(first, np.diff(np.r_[first, n]))
         rank_in_group[order] = np.arange(n) - run_start
-    detailed = (pats.severity > 0) | (rank_in_group < detail_per_group)
+    detailed = _detailed(pats.severity, pats.group, rank_in_group, detail_per_group)
     per_log, marks = _log_lines(aligned, t0)
     if per_log:
         detailed |= np.isin(ctx.conn_id, np.fromiter(per_log, dtype=np.int64))
