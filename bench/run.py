@@ -47,11 +47,13 @@ TARGET_DIAG_MB = 300.0         # diagnose peak RSS, busy capture
 
 
 # ---- captures -------------------------------------------------------------------------
-def capture_for(packets: int, seed: int, profile: str = "default") -> tuple[Path, dict]:
-    """Path and ground truth of the cached capture; generated on first use."""
-    DATA.mkdir(parents=True, exist_ok=True)
+def capture_for(packets: int, seed: int, profile: str = "default", data: Path | None = None) -> tuple[Path, dict]:
+    """Path and ground truth of the cached capture (in ``data``, default bench/data);
+    generated on first use."""
+    data = DATA if data is None else data
+    data.mkdir(parents=True, exist_ok=True)
     stem = "http" if profile == "default" else profile
-    pcap = DATA / f"{stem}_{packets}_s{seed}_v{GEN_VERSION}.pcap"
+    pcap = data / f"{stem}_{packets}_s{seed}_v{GEN_VERSION}.pcap"
     meta = pcap.with_suffix(".json")
     if pcap.exists() and meta.exists():
         truth = json.loads(meta.read_text())
