@@ -50,6 +50,7 @@ class _Watcher:
         """The tracker's live hook: a connection's first FIN/RST."""
         from sockscope.analysis import classify_close
         from sockscope.analysis.closes import forged_rst
+        from sockscope.analysis.live import HISTORY_MAX
         from sockscope.analysis.timers import MIN_TIMER_S, cluster_closes
 
         import numpy as np
@@ -72,6 +73,8 @@ class _Watcher:
             # that could be timers only (15 of the 235 aborts and timeouts of a loop).
             self.killer_idle.append(idle)
             self.killer_ids.append(ev["conn_id"])
+            if len(self.killer_idle) > HISTORY_MAX:       # the recent past, as the batches' timers
+                del self.killer_idle[0], self.killer_ids[0]
             n = len(self.killer_idle)
             clusters, member = cluster_closes(np.full(n, "client", dtype=object), np.ones(n, dtype=bool),
                                               np.array(self.killer_idle), np.array(self.killer_ids))

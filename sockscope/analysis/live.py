@@ -8,8 +8,11 @@ and becomes a ``client_idle_timeout`` when a second close agrees with it. Such c
 back as :class:`Revision` records, so that at the end of a capture every connection carries
 the kind ``diagnose`` gives it.
 
-Memory grows with the closes that could be timers (idle >= ``MIN_TIMER_S``: one float and
-an id each), not with packets or connections.
+Memory and the work per batch grow with the closes that could be timers (idle >=
+``MIN_TIMER_S``: one float and an id each), not with packets or connections, and only up to
+the last :data:`HISTORY_MAX` of them: a ``watch`` that runs for days judges timers by the
+recent past (a soak of 12M packets showed the cost per batch rising with uptime while the
+history was unbounded). Below that many closes, watch and diagnose see the same closes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import pandas as pd
 
 from sockscope.analysis.model import Context, Finding
 from sockscope.analysis.timers import MIN_TIMER_S, TimeoutCluster, cluster_closes
+
+
+HISTORY_MAX = 50_000     # timer-eligible closes kept (the most recent)
 
 
 @dataclass
@@ -39,6 +45,10 @@ class CloseHistory:
         self.outstanding = np.concatenate([self.outstanding, outstanding[keep]])
         self.idle_s = np.concatenate([self.idle_s, idle_s[keep]])
         self.conn_id = np.concatenate([self.conn_id, conn_id[keep]])
+        if len(self.idle_s) > HISTORY_MAX:
+            cut = len(self.idle_s) - HISTORY_MAX
+            self.side, self.outstanding = self.side[cut:], self.outstanding[cut:]
+            self.idle_s, self.conn_id = self.idle_s[cut:], self.conn_id[cut:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,11 @@ class LiveDiagnosis:
         for pos in np.flatnonzero(np.isin(kinds, ("client_idle_timeout", "client_abort"))
                                   & ~np.isnan(cl.idle_s) & (cl.idle_s >= MIN_TIMER_S)).tolist():
             self._judged[int(ctx.conn_id[pos])] = str(kinds[pos])
+        if len(self._judged) > HISTORY_MAX:
+            # a close that left the history can no longer be revised: forget its kind
+            # (dicts keep insertion order, and closes are judged in order)
+            for cid in list(self._judged)[:len(self._judged) - HISTORY_MAX]:
+                del self._judged[cid]
         return found, self._revise(ctx.conn_id)
 
     def _revise(self, fresh: np.ndarray) -> list[Revision]:
@@ -107,5 +122,5 @@ def feed_result(live: LiveDiagnosis, result: Any) -> tuple[list[Finding], list[R
     return live.feed(conns, reqs, gaps)
 
 
-__all__ = ["CloseHistory", "LiveDiagnosis", "Revision", "feed_result"]
+__all__ = ["HISTORY_MAX", "CloseHistory", "LiveDiagnosis", "Revision", "feed_result"]
 
