@@ -293,7 +293,11 @@ def run(args: argparse.Namespace) -> int:
     def start(job: Job) -> None:
         stats = out / f"worker-{job.n}-{len(running)}.stats.json"
         log = out / f"worker-{job.n}.log"
-        remaining = max(1, int(min(end_at - time.monotonic(), time_left[job.target]))) if args.seconds else 0
+        # a target's time share, plus what targets that have finished all their inputs left
+        # unused: the cheap decoders end early, and their time goes to the slow ones
+        busy = {j.target for j in queue} | {r[0].target for r in running} | {job.target}
+        spare = sum(max(0.0, time_left[t]) for t in targets if t not in busy)
+        remaining = max(1, int(min(end_at - time.monotonic(), time_left[job.target] + spare))) if args.seconds else 0
         lf = [f"-runs={job.runs}", f"-max_len={T.MAX_LEN[job.target]}", f"-timeout={args.timeout}",
               f"-rss_limit_mb={args.rss_mb}", "-print_final_stats=1", "-print_pcs=0",
               f"-artifact_prefix={out / 'artifacts'}/{job.target}-", f"-seed={args.seed + job.n}"]
