@@ -470,8 +470,9 @@ class _Walker:
                 hit = min(hits.values(), default=_NO_HIT)
             if one(buf, pos + blen - 4)[0] != blen:
                 break
-            if btype == 6 or btype == 2:
-                if blen >= 32:
+            if btype == 6 or btype == 2 or btype == 3:
+                # a packet block (enhanced, obsolete or simple) of at least its fixed size
+                if blen >= (16 if btype == 3 else 32):
                     frame += 1
                     if frame >= nxt or hit < pos + blen:
                         self.packets = frame
@@ -479,16 +480,8 @@ class _Walker:
                         nxt, pats = gate.next, gate.pats
                         hits = _hits(buf, pos + blen, end, pats, hits)
                         hit = min(hits.values(), default=_NO_HIT)
-                    last = (buf, pos, btype, ifaces, big)
-            elif btype == 3:
-                if blen >= 16:
-                    frame += 1
-                    if frame >= nxt or hit < pos + blen:
-                        self.packets = frame
-                        yield frame, (buf, pos, btype, blen, ifaces, big, last)
-                        nxt, pats = gate.next, gate.pats
-                        hits = _hits(buf, pos + blen, end, pats, hits)
-                        hit = min(hits.values(), default=_NO_HIT)
+                    if btype != 3:      # a simple block takes the time of the last timed one
+                        last = (buf, pos, btype, ifaces, big)
             elif btype == _SHB:
                 ifaces = []         # interface ids are per section
             elif btype == 1:
