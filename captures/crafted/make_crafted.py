@@ -471,9 +471,11 @@ class Capture:
 
 LINKTYPE = {"ether": LT_ETHER, "vlan": LT_ETHER, "qinq": LT_ETHER, "sll": LT_SLL,
             "sll2": LT_SLL2, "null": LT_NULL, "raw": LT_RAW}
-LINKTYPE.update({f"tun-{k}": LT_ETHER for k in ("vxlan", "vxlan-8472", "vxlan-vlan", "geneve", "gre", "gre-key",
-                                                "gre-teb", "erspan2", "erspan3", "ipip", "6in4", "4in6",
-                                                "vxlan-in-gre")})
+
+
+def linktype(link):
+    """The pcap link type of a link name (every tunnel is carried in Ethernet frames)."""
+    return LT_ETHER if link.startswith("tun-") else LINKTYPE[link]
 
 
 def write_capture(cap, out_dir):
@@ -489,7 +491,7 @@ def write_capture(cap, out_dir):
         data = pcapng_bytes([i[:3] for i in cap.ifaces], recs)
         path.write_bytes(data)
     else:
-        lt = LINKTYPE[cap.link]
+        lt = linktype(cap.link)
         pairs = [(f.ts, frame_bytes(f, cap.link)) for f in frames]
         if cap.fmt == "pcap":
             write_pcap_scapy(path, pairs, lt)
@@ -664,7 +666,7 @@ def make_truth(cap, frames):
         conns.append(row)
     tss = [f.ts if isinstance(f, Seg) else None for f in frames]
     real = [t for t in tss if t is not None]
-    link_types = sorted({i[0] for i in cap.ifaces}) if cap.fmt == "pcapng" else [LINKTYPE[cap.link]]
+    link_types = sorted({i[0] for i in cap.ifaces}) if cap.fmt == "pcapng" else [linktype(cap.link)]
     return {
         "capture": cap.name,
         "what": cap.what,

@@ -194,6 +194,18 @@ def _idle_phrase(idle: float) -> str:
     return f" after ≥ {_IDLE_BUCKETS[-1]:g} s idle"
 
 
+def rank_in_groups(group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each row's position within its group, counted along ``order`` (a permutation that
+    sorts by group first, e.g. ``np.lexsort((..., group))``)."""
+    n = len(group)
+    rank = np.zeros(n, dtype=np.int64)
+    if n:
+        g_sorted = group[order]
+        first = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
+        rank[order] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+    return rank
+
+
 def connection_patterns(ctx: Context, findings: pd.DataFrame) -> ConnPatterns:
     """Group the connections of ``ctx`` by what they did and how they ended.
 
@@ -212,9 +224,10 @@ def connection_patterns(ctx: Context, findings: pd.DataFrame) -> ConnPatterns:
         f = findings[findings["conn_id"].notna()]
         order = {k: i for i, k in enumerate(KINDS)}
         pos = pd.Index(ctx.conn_id).drop_duplicates().get_indexer(f["conn_id"].astype("int64").to_numpy())
-        fs = np.array([_SEVERITY_RANK.get(str(x), 0) for x in f["severity"]], dtype=np.int64)
-        fk = f["kind"].astype(str).to_numpy()
-        rank = np.array([order.get(k, len(order)) for k in fk], dtype=np.int64)
+        fs = f["severity"].astype(str).map(_SEVERITY_RANK).fillna(0).to_numpy(dtype=np.int64)
+        kinds = f["kind"].astype(str)
+        fk = kinds.to_numpy()
+        rank = kinds.map(order).fillna(len(order)).to_numpy(dtype=np.int64)
         ok = pos >= 0
         pos, fs, fk, rank = pos[ok], fs[ok], fk[ok], rank[ok]
         np.maximum.at(sev, pos, fs)
@@ -245,14 +258,16 @@ def connection_patterns(ctx: Context, findings: pd.DataFrame) -> ConnPatterns:
     what[tcp & (state == "S0")] = "SYN with no answer"
     what[tcp & (state == "REJ")] = "SYN refused (RST)"
     cl = ctx.closes
-    timer_of = {}
-    for k, c in enumerate(cl.clusters):
-        if c.is_timer:
-            timer_of[k] = f" after the {seconds(c.timer_s) if c.timer_s < 1 else f'{c.timer_s:g} s'} timer"
+    # per cluster its timer phrase ('' for none), the last slot for "no cluster" (index -1)
+    timer_of = np.array([f" after the {seconds(c.timer_s) if c.timer_s < 1 else f'{c.timer_s:g} s'} timer"
+                         if c.is_timer else "" for c in cl.clusters] + [""], dtype=object)
+    # per idle bucket its phrase: below the first bound, between two, above the last; NaN: ''
+    idle_of = np.array([_idle_phrase(b) for b in (0.0, *_IDLE_BUCKETS)] + [""], dtype=object)
+    idle = np.round(cl.idle_s, 1) if n else np.zeros(0)
+    bucket = np.where(np.isnan(idle), len(idle_of) - 1, np.searchsorted(_IDLE_BUCKETS, idle, side="right"))
     how = np.full(n, "open at capture end", dtype=object)
-    keys = pd.DataFrame({"closer": cl.closer, "kind": cl.kind, "forged": cl.forged,
-                         "idle": [_idle_phrase(float(x)) for x in np.round(cl.idle_s, 1)] if n else [],
-                         "timer": [timer_of.get(int(k), "") for k in cl.cluster]}).astype(object)
+    keys = pd.DataFrame({"closer": cl.closer, "kind": cl.kind, "forged": cl.forged, "idle": idle_of[bucket],
+                         "timer": timer_of[cl.cluster]}).astype(object)
     closed = cl.closer != None  # noqa: E711
     for (closer, kind, forged, idle, timer), rows in keys[closed].groupby(list(keys.columns), sort=False).groups.items():
         who = f"RST in the {closer}'s name (forged)" if forged else f"{closer} {kind}"
@@ -273,4 +288,4 @@ def connection_patterns(ctx: Context, findings: pd.DataFrame) -> ConnPatterns:
 
 
 __all__ = ["ConnGroup", "ConnPatterns", "Event", "KindGroup", "connection_events", "connection_patterns", "group",
-           "pattern"]
+           "pattern", "rank_in_groups"]

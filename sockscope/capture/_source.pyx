@@ -266,9 +266,8 @@ cdef int decode_inner(const uint8_t* d, Py_ssize_t n, int proto, Pkt* p, int dep
 
 
 cdef int decode_ether(const uint8_t* d, Py_ssize_t n, int et, Pkt* p, int depth) noexcept nogil:
-    """A tunnel's payload of EtherType ``et``: an Ethernet frame (0x6558) or IP."""
-    if depth > MAX_NESTING:
-        return PKT_NOT_TCP
+    """A tunnel's payload of EtherType ``et``: an Ethernet frame (0x6558) or IP (the depth is
+    bounded where the next IP layer looks for a tunnel, in decode_inner)."""
     if et == 0x6558:
         if n < 14:
             return PKT_TRUNCATED

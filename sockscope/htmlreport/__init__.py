@@ -265,13 +265,8 @@ def report_data(cap: Capture, aligned: pd.DataFrame | None = None, offsets: dict
     ckind = np.select([cl.kind == "FIN", cl.kind == "RST"], [1, 2], 0) if n else np.zeros(0, np.int64)
     ckind = np.where(cl.forged, 3, ckind) if n else ckind
     waiting = (cl.n_outstanding > 0).astype(np.int64) if n else np.zeros(0, np.int64)
-    # details: every connection with a finding, and the first few of every other group
-    rank_in_group = np.zeros(n, dtype=np.int64)
-    if n:
-        g_sorted = pats.group[order]
-        first = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
-        run_start = np.repeat(first, np.diff(np.r_[first, n]))
-        rank_in_group[order] = np.arange(n) - run_start
+    # details: connections with error/warning findings, and the first few of every group
+    rank_in_group = report.rank_in_groups(pats.group, order)
     detailed = _detailed(pats.severity, pats.group, rank_in_group, detail_per_group)
     per_log, marks = _log_lines(aligned, t0)
     if per_log:

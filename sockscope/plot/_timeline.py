@@ -122,7 +122,7 @@ def select_connections(cap: Any, conn_ids: Iterable[int] | None = None, max_conn
     elif len(conns) <= max_conns:
         chosen = set(conns["conn_id"].astype(int))
     else:
-        from sockscope.analysis.report import connection_patterns
+        from sockscope.analysis.report import connection_patterns, rank_in_groups
 
         ctx = cap.diagnosis.context
         pats = connection_patterns(ctx, cap.findings)
@@ -133,11 +133,7 @@ def select_connections(cap: Any, conn_ids: Iterable[int] | None = None, max_conn
             gap = longest.reindex(ctx.conn_id).to_numpy(dtype=np.float64, na_value=0.0)
             silence = np.maximum(silence, np.nan_to_num(gap))
         # rank within a pattern by silence (longest first), then round-robin over patterns
-        within = np.lexsort((ctx.conn_id, -silence, pats.group))
-        g_sorted = pats.group[within]
-        first = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
-        rank = np.empty(ctx.n, dtype=np.int64)
-        rank[within] = np.arange(ctx.n) - np.repeat(first, np.diff(np.r_[first, ctx.n]))
+        rank = rank_in_groups(pats.group, np.lexsort((ctx.conn_id, -silence, pats.group)))
         order = np.lexsort((ctx.conn_id, pats.group, rank, -np.minimum(pats.severity, 2)))
         chosen = set(ctx.conn_id[order[:max_conns]].tolist())
     shown = conns[conns["conn_id"].isin(chosen)].sort_values(["start", "conn_id"], kind="stable")

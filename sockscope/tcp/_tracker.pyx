@@ -292,7 +292,7 @@ cdef class Tracker:
     cdef public int64_t ooo_bytes       # out-of-order payload held, all connections
     cdef public int64_t max_ooo_bytes
     cdef public int64_t ooo_flushes     # times the total cap made a direction give up its islands
-    cdef public int64_t duplicates      # second copies of a packet (mirror sessions), not counted
+    cdef public int64_t duplicates      # second copies of a packet (mirror sessions): not retransmissions
     cdef public int shard_lo      # this tracker's flows: hash bucket in [lo, hi)
     cdef public int shard_hi
     cdef public int64_t sweep_every_ns   # also sweep (and report progress) this often in capture time; 0: off
