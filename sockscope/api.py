@@ -27,6 +27,9 @@ class Capture:
         One row per HTTP request (``schema.REQUEST_COLUMNS``).
     gaps:
         Silences longer than ``min_gap_s`` (``schema.GAP_COLUMNS``).
+    stalls:
+        Zero-window stalls and unanswered keep-alive probe runs (``schema.STALL_COLUMNS``;
+        empty from the tshark engine).
     facts:
         File format, link types, packet counts by status, warnings, time span.
     """
@@ -37,6 +40,11 @@ class Capture:
     gaps: pd.DataFrame
     facts: dict[str, Any] = field(default_factory=dict)
     min_gap_s: float = 1.0
+    stalls: pd.DataFrame = None  # type: ignore[assignment]   # None: no stalls (filled in below)
+
+    def __post_init__(self) -> None:
+        if self.stalls is None:
+            self.stalls = schema.empty(schema.STALL_COLUMNS)
 
     @cached_property
     def diagnosis(self) -> "Diagnosis":  # noqa: F821
@@ -103,6 +111,7 @@ class Capture:
             "connections": self.connections[self.connections["conn_id"] == conn_id],
             "requests": self.requests[self.requests["conn_id"] == conn_id],
             "gaps": self.gaps[self.gaps["conn_id"] == conn_id],
+            "stalls": self.stalls[self.stalls["conn_id"] == conn_id],
         }
         f = self.findings
         out["findings"] = f[f["conn_id"] == conn_id]
@@ -224,10 +233,11 @@ def load(
     # One table at a time, each Arrow table dropped once its frame exists: the peak holds one
     # table twice, not all three.
     frames = []
-    for table in ("connections", "requests", "gaps"):
+    for table in ("connections", "requests", "gaps", "stalls"):
         frames.append(schema.frame_from_arrow(getattr(res, table), table))
         setattr(res, table, None)
-    return Capture(name, *frames, res.facts, min_gap_s)
+    stalls = frames.pop()
+    return Capture(name, *frames, res.facts, min_gap_s, stalls)
 
 
 def capture_files(directory: str | os.PathLike) -> list[str]:

@@ -83,6 +83,12 @@ _GAP_FIELDS: dict[str, str] = {
     "start_frame": "i", "end_frame": "i", "started_by": "s",
 }
 
+# the tracker's stall tuples: (kind, side, start, start_frame, end, end_frame, probes, resolved, quiet_ns)
+_STALL_FIELDS: dict[str, str] = {
+    "conn_id": "i", "kind": "i", "side": "i", "start": "t", "start_frame": "i", "end": "t", "end_frame": "i",
+    "probes": "i", "resolved": "i", "quiet_ns": "i",
+}
+
 
 _TS = pa.timestamp("ns", tz="UTC")
 
@@ -256,12 +262,22 @@ class EngineResult:
     requests: pa.Table
     gaps: pa.Table
     facts: dict[str, Any] = field(default_factory=dict)
+    stalls: pa.Table = field(default_factory=lambda: _empty_table("stalls"))
 
     def frames(self) -> tuple[Any, Any, Any]:
         """connections, requests, gaps as pandas frames with the contract's dtypes."""
         return (schema.frame_from_arrow(self.connections, "connections"),
                 schema.frame_from_arrow(self.requests, "requests"),
                 schema.frame_from_arrow(self.gaps, "gaps"))
+
+    def stalls_frame(self) -> Any:
+        """The stalls table as a pandas frame with the contract's dtypes."""
+        return schema.frame_from_arrow(self.stalls, "stalls")
+
+
+def _empty_table(table: str) -> pa.Table:
+    """A table of the contract with no rows."""
+    return pa.table({name: pa.array([], type=schema.arrow_type(kind)) for name, kind in schema.spec(table).items()})
 
 
 _BATCH = 4096
@@ -303,10 +319,11 @@ class _Sink:
         self.ex_ended = array("b")         # positions in schema.ENDED_BY, -1: none
         self.ex_late = array("b")          # response_after_close
         self.gaps = _Columns(_GAP_FIELDS)
+        self.stalls = _Columns(_STALL_FIELDS)
         self.violations: dict[str, list[int]] = {}
         self.violation_counts: dict[str, int] = {}
 
-    def __call__(self, conn_id: int, session, raw_gaps, proto: int, closes) -> tuple[int, int]:
+    def __call__(self, conn_id: int, session, raw_gaps, proto: int, closes, raw_stalls=()) -> tuple[int, int]:
         exchanges = session.finish() if session is not None else []
         n_req = unanswered = 0
         req_spans: list[tuple[int, int | None]] = []
@@ -376,6 +393,8 @@ class _Sink:
                 "end_frame": None if e_frame < 0 else e_frame,
                 "started_by": None if start_code < 0 else GAP_ENDED_BY[start_code],
             })
+        for st in raw_stalls:
+            self.stalls.append(dict(zip(_STALL_FIELDS, (conn_id, *st))))
         return n_req, unanswered
 
     def flush(self) -> None:
@@ -457,6 +476,27 @@ class _Sink:
         cols["outstanding"] = pa.array(ints("outstanding") != 0, type=pa.bool_())
         cols["ended_by"] = _categories(cols["ended_by"].to_pylist(), schema.GAP_ENDED_BY)
         return _contract_order(cols, "gaps")
+
+    def stalls_table(self) -> pa.Table:
+        """The stalls of every retired connection, in (conn_id, start) order."""
+        g = self.stalls
+        order = _row_order(_i64(g.cols["conn_id"]), _i64(g.cols["start"]))
+
+        def ints(name: str) -> np.ndarray:
+            v = _i64(g.cols[name])
+            return v if order is None else v[order]
+
+        cols = g.arrays(order)
+        for name, cats in (("kind", schema.STALL_KINDS), ("side", ["client", "server"])):
+            idx = ints(name).astype(np.int8)
+            cols[name] = pa.DictionaryArray.from_arrays(pa.array(idx), pa.array(cats, type=pa.string()))
+        cols["duration_s"] = _secs(ints("end") - ints("start"))
+        cols["probes"] = pa.array(ints("probes"), type=pa.int64())
+        cols["resolved"] = pa.array(ints("resolved") != 0, type=pa.bool_())
+        quiet = ints("quiet_ns")
+        cols["peer_quiet_before_s"] = _secs(quiet, quiet < 0)
+        del cols["quiet_ns"]
+        return _contract_order(cols, "stalls")
 
 
 _CODE_COLUMNS = {
@@ -718,6 +758,7 @@ class _Point:
             requests=sink.requests_table(),
             gaps=sink.gaps_table(),
             facts=facts,
+            stalls=sink.stalls_table(),
         )
 
 
@@ -749,7 +790,8 @@ def stream(source: Any, on_batch: Callable[[EngineResult], None], *, on_close: C
         tracker.sink = fresh()
         sink = rows.on_extra
         on_batch(EngineResult(connections=_connections_table(rows, release=True),
-                              requests=sink.requests_table(), gaps=sink.gaps_table()))
+                              requests=sink.requests_table(), gaps=sink.gaps_table(),
+                              stalls=sink.stalls_table()))
 
     frames = 0
     for one in (source if isinstance(source, list) else [source]):    # rotated files: one capture
@@ -817,7 +859,7 @@ def _apart(results: list[EngineResult]) -> EngineResult:
     """Tables of several capture points side by side: a ``capture`` column names each
     point (its first file); conn_ids continue from one point to the next; frame numbers
     stay those of each point's own files."""
-    conns, reqs, gaps = [], [], []
+    conns, reqs, gaps, stalls = [], [], [], []
     offset = 0
     names = [r.facts.get("files", [r.facts.get("name")])[0] for r in results]
     cats = pa.array(list(dict.fromkeys(names)), type=pa.string())
@@ -828,6 +870,7 @@ def _apart(results: list[EngineResult]) -> EngineResult:
         conns.append(_shift_ids(r.connections, offset).append_column("capture", capture))
         reqs.append(_shift_ids(r.requests, offset))
         gaps.append(_shift_ids(r.gaps, offset))
+        stalls.append(_shift_ids(r.stalls, offset))
         offset += n
     # the points read different files: their reader facts add up, and so do the trackers'
     facts = dict(results[0].facts, warnings=list(results[0].facts["warnings"]),
@@ -841,7 +884,8 @@ def _apart(results: list[EngineResult]) -> EngineResult:
     facts["warnings"].append(
         f"{len(results)} capture points (files overlapping in time) analysed apart, told apart by the "
         "`capture` column; --merge reads them as one capture, packets interleaved by time")
-    return EngineResult(connections=_concat(conns), requests=_concat(reqs), gaps=_concat(gaps), facts=facts)
+    return EngineResult(connections=_concat(conns), requests=_concat(reqs), gaps=_concat(gaps), facts=facts,
+                        stalls=_concat(stalls))
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -1001,5 +1045,6 @@ def _merge_shards(parts: list[EngineResult]) -> EngineResult:
     _sum_tracker_facts(facts, parts)
     facts["jobs"] = len(parts)
     return EngineResult(connections=allc, requests=remap([p.requests for p in parts], "index"),
-                        gaps=remap([p.gaps for p in parts], "start"), facts=facts)
+                        gaps=remap([p.gaps for p in parts], "start"), facts=facts,
+                        stalls=remap([p.stalls for p in parts], "start"))
 

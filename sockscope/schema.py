@@ -146,6 +146,25 @@ _GAP_SPEC: dict[str, Any] = {
     "end_frame": "Int64",
 }
 
+STALL_KINDS = ["zero_window", "keepalive"]
+
+# One row per stall: a receiver advertising a zero window for at least 0.2 s (or until the
+# connection ended), or a run of keep-alive probes the peer never answered. Sparse: most
+# connections have none, so these are rows of their own table, not connection columns.
+_STALL_SPEC: dict[str, Any] = {
+    "conn_id": "int64",
+    "kind": Categories(STALL_KINDS),
+    "side": Categories(["client", "server"]),   # zero_window: the receiver; keepalive: the prober
+    "start": TS,
+    "end": TS,                                  # window reopened / last probe / connection's last packet
+    "duration_s": "float64",
+    "start_frame": "Int64",
+    "end_frame": "Int64",
+    "probes": "int64",                          # the peer's window probes / the prober's unanswered probes
+    "resolved": "boolean",                      # the window reopened (keep-alive rows: never)
+    "peer_quiet_before_s": "float64",           # keepalive: the peer's silence before the first probe
+}
+
 _FINDING_SPEC: dict[str, Any] = {
     "kind": "category",
     "severity": Categories(["info", "warning", "error"], ordered=True),
@@ -160,10 +179,11 @@ _SPECS: dict[str, dict[str, Any]] = {
     "connections": _CONNECTION_SPEC,
     "requests": _REQUEST_SPEC,
     "gaps": _GAP_SPEC,
+    "stalls": _STALL_SPEC,
     "findings": _FINDING_SPEC,
 }
 _PUBLIC = {"CONNECTION_COLUMNS": "connections", "REQUEST_COLUMNS": "requests", "GAP_COLUMNS": "gaps",
-           "FINDING_COLUMNS": "findings"}
+           "STALL_COLUMNS": "stalls", "FINDING_COLUMNS": "findings"}
 _built: dict[str, Any] = {}
 
 

@@ -26,7 +26,8 @@ def test_on_filters_every_table(cap, table):
 
 
 def test_filter(cap):
-    assert cap.findings.sockscope.filter() == "tcp.stream in {0,1,3}"
+    # 0 and 3: killed requests, 1: the server's idle close, 4: the client pool's idle close
+    assert cap.findings.sockscope.filter() == "tcp.stream in {0,1,3,4}"
     assert cap.requests.sockscope.on(6).sockscope.filter() == "tcp.stream in {6}"
     assert cap.gaps.iloc[:0].sockscope.filter() == sockscope.accessor.MATCH_NOTHING
 

@@ -15,9 +15,9 @@ from sockscope.analysis import KINDS
 
 LAB = Path(__file__).resolve().parents[1] / "captures" / "lab"
 SCENARIOS = sorted(p.parent for p in LAB.glob("*/truth.json") if (p.parent / "client.pcap").exists())
-# verdicts the truth names that no detector gives yet (issue: every way a connection dies);
-# for these the test still demands that nothing wrong is said
-NOT_YET = {"zero_window_stall"}
+# verdicts the truth names that no detector gives yet; for these the test still demands that
+# nothing wrong is said
+NOT_YET: set[str] = set()
 BLAME = {"server_abort", "client_abort", "client_idle_timeout", "stale_reuse"}
 
 
@@ -67,3 +67,19 @@ def test_a_silent_drop_is_named_with_its_retransmissions_and_nobody_blamed():
     assert 5.9 < ev["peer_quiet_before_s"] < 6.1 and "no FIN or RST" in ev["ended"]
     # the server never saw the request: its capture shows a healthy first exchange only
     assert _diagnose(LAB / "silent-drop" / "server.pcap") == []
+
+
+@pytest.mark.skipif(not (LAB / "zero-window" / "client.pcap").exists(), reason="no zero-window recording")
+@pytest.mark.parametrize("point", ["client", "server"])
+def test_a_zero_window_stall_names_the_receiver_that_stopped_reading(point: str):
+    truth = json.loads((LAB / "zero-window" / "truth.json").read_text())
+    (conn,) = truth["connections"]
+    found = _diagnose(LAB / "zero-window" / f"{point}.pcap")
+    (f,) = found
+    ev = f["evidence"]
+    # the truth: the sink never read (5985 bytes unread at the end), the client gave up after 5 s
+    assert conn["server_saw"]["requests"] == [] and conn["server_saw"]["max_unread_bytes"] > 0
+    assert f["kind"] == "zero_window_stall" and f["severity"] == "error"
+    assert ev["receiver"] == "server" and ev["sender"] == "client" and not ev["reopened"]
+    assert ev["first_frame"] == 13 and ev["window_probes"] == 5 and 6.8 < ev["stalled_s"] < 6.82
+    assert "POST /upload" in f["summary"] and "no FIN or RST" in ev["ended"]

@@ -67,7 +67,9 @@ def close_kinds(closer: np.ndarray, waiting: np.ndarray, idle_s: np.ndarray, tim
       ``client_idle_timeout``; otherwise a client close with something outstanding is a
       ``client_abort``;
     - the server closed with something outstanding: ``server_abort``;
-    - the server closed with nothing outstanding after >= MIN_TIMER_S: ``server_idle_close``.
+    - the server closed with nothing outstanding after >= MIN_TIMER_S: ``server_idle_close``;
+    - the client closed with nothing outstanding after >= MIN_TIMER_S: ``client_idle_close``
+      (a pool retiring an idle socket: information, never a failure).
 
     A close by an RST the closer did not send (``forged``) is no side's doing: it is the
     ``middlebox_rst`` detector's finding, and none of the kinds above.
@@ -81,6 +83,7 @@ def close_kinds(closer: np.ndarray, waiting: np.ndarray, idle_s: np.ndarray, tim
     out[client & waiting & idle_ok & timer] = "client_idle_timeout"
     out[server & waiting] = "server_abort"
     out[server & ~waiting & idle_ok] = "server_idle_close"
+    out[client & ~waiting & idle_ok] = "client_idle_close"
     return out
 
 
@@ -116,7 +119,8 @@ class Closes:
     idle_s: np.ndarray            # float, NaN when unknown
     n_outstanding: np.ndarray     # int: outstanding requests (1 for a TCP-level verdict)
     tcp_level: np.ndarray         # bool
-    forged: np.ndarray            # bool: closed by an RST its claimed sender did not send
+    forged: np.ndarray            # bool: closed by an RST its claimed sender did not send, or by a
+                                  # prober's kernel giving up on a dead peer (no side's choice)
     req_outstanding: np.ndarray   # bool per request row (ctx.reqs order)
     clusters: list[TimeoutCluster]
     cluster: np.ndarray           # int: index into clusters, -1 for none
@@ -143,25 +147,58 @@ def attribute(ctx: "Context") -> Closes:
     closer = ctx.text("closed_by")
     kind = ctx.text("close_kind")
     idle = _cols.floats(ctx.conns["idle_before_close_s"]) if n else np.zeros(0)
+    # closes that are no side's choice: an RST a device forged, a kernel's keep-alive giving up.
+    # They are other detectors' findings, and never samples of anyone's idle timer.
+    forced = forged_closes(ctx, closer, kind) | keepalive_giveups(ctx, closer, kind)
     req_out = outstanding_requests(ctx)
     n_out = np.bincount(ctx.req_pos[req_out], minlength=n) if n else np.zeros(0, np.int64)
     has_reqs = ctx.req_count > 0
     tcp = (closer != None) & ~has_reqs & (ctx.text("protocol") != "http")  # noqa: E711
     tcp_waiting = tcp & (ctx.text("last_payload_by") == "client") & ~np.isnan(idle) & (idle >= MIN_TIMER_S)
     n_out = np.where(tcp_waiting, 1, n_out)
+    timed = np.where(forced, None, closer)
     if ctx.history is None:
-        clusters, member = cluster_closes(closer, n_out > 0, idle, ctx.conn_id)
+        clusters, member = cluster_closes(timed, n_out > 0, idle, ctx.conn_id)
     else:       # live: this batch's closes cluster together with every earlier one
         h = ctx.history
-        clusters, member = cluster_closes(np.concatenate([h.side, closer]), np.concatenate([h.outstanding, n_out > 0]),
+        clusters, member = cluster_closes(np.concatenate([h.side, timed]), np.concatenate([h.outstanding, n_out > 0]),
                                           np.concatenate([h.idle_s, idle]), np.concatenate([h.conn_id, ctx.conn_id]))
         member = member[len(h.idle_s):]
-    return Closes(closer, kind, idle, n_out, tcp, forged_closes(ctx, closer, kind), req_out, clusters, member)
+    return Closes(closer, kind, idle, n_out, tcp, forced, req_out, clusters, member)
 
 
 def forged_rsts(ctx: "Context", side: str) -> np.ndarray:
     """Per connection: was ``side``'s first RST sent by someone else (:func:`forged_rst`)?"""
     return _outside(*(ctx.frames(f"{side}_{name}").astype(np.float64) for name in ("rst_ttl", "ttl_min", "ttl_max")))
+
+
+DEAD_PEER_MIN_PROBES = 2
+
+
+def dead_peer_runs(ctx: "Context") -> tuple["pd.DataFrame", np.ndarray]:
+    """The keep-alive runs that prove a dead peer, and each one's connection position: two
+    or more probes with no packet of any kind from the peer after the first, on a connection
+    where the peer had been seen before (a one-direction capture makes no claim)."""
+    st, pos = ctx.stall_rows("keepalive")
+    if not len(st):
+        return st, pos
+    ok = (st["probes"].to_numpy(dtype=np.int64) >= DEAD_PEER_MIN_PROBES) \
+        & ~np.isnan(st["peer_quiet_before_s"].to_numpy(dtype=np.float64))
+    return st[ok].reset_index(drop=True), pos[ok]
+
+
+def keepalive_giveups(ctx: "Context", closer: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Per connection: was the close the prober's RST after its keep-alive probes went
+    unanswered (its kernel giving up on a dead peer)?"""
+    out = np.zeros(ctx.n, dtype=bool)
+    st, pos = dead_peer_runs(ctx)
+    if not len(st):
+        return out
+    sides = _cols.texts(st["side"])
+    last = st["end_frame"].to_numpy(dtype=np.int64)
+    close_frame = ctx.frames("close_frame")[pos]
+    out[pos] = (kind[pos] == "RST") & (closer[pos] == sides) & (close_frame > last)
+    return out
 
 
 def forged_closes(ctx: "Context", closer: np.ndarray, kind: np.ndarray) -> np.ndarray:

@@ -71,11 +71,11 @@ class LiveDiagnosis:
         self._judged: dict[int, str] = {}
         self.clusters: list[TimeoutCluster] = []
 
-    def feed(self, connections: pd.DataFrame, requests: pd.DataFrame,
-             gaps: pd.DataFrame | None) -> tuple[list[Finding], list[Revision]]:
+    def feed(self, connections: pd.DataFrame, requests: pd.DataFrame, gaps: pd.DataFrame | None,
+             stalls: pd.DataFrame | None = None) -> tuple[list[Finding], list[Revision]]:
         from sockscope.analysis import per_connection
 
-        ctx = Context(connections, requests, gaps, self.min_gap_s, history=self.history)
+        ctx = Context(connections, requests, gaps, self.min_gap_s, history=self.history, stalls=stalls)
         found = per_connection(ctx)
         cl = ctx.closes
         self.history.extend(cl.closer, cl.n_outstanding > 0, cl.idle_s, ctx.conn_id)
@@ -119,7 +119,7 @@ class LiveDiagnosis:
 def feed_result(live: LiveDiagnosis, result: Any) -> tuple[list[Finding], list[Revision]]:
     """:meth:`LiveDiagnosis.feed` with an engine batch (Arrow tables)."""
     conns, reqs, gaps = result.frames()
-    return live.feed(conns, reqs, gaps)
+    return live.feed(conns, reqs, gaps, result.stalls_frame())
 
 
 __all__ = ["HISTORY_MAX", "CloseHistory", "LiveDiagnosis", "Revision", "feed_result"]

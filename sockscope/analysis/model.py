@@ -56,10 +56,11 @@ class Context:
     """One capture's tables, indexed for column-wise detectors."""
 
     def __init__(self, connections: pd.DataFrame, requests: pd.DataFrame, gaps: pd.DataFrame | None,
-                 min_gap_s: float = 1.0, history: Any = None) -> None:
+                 min_gap_s: float = 1.0, history: Any = None, stalls: pd.DataFrame | None = None) -> None:
         self.history = history      # closes seen before these rows (live mode): timers span both
         self.conns = connections
         self.gaps = gaps if gaps is not None else pd.DataFrame()
+        self.stalls = stalls if stalls is not None else pd.DataFrame()
         self.min_gap_s = min_gap_s
         self.n = len(connections)
         self.conn_id = connections["conn_id"].to_numpy(dtype=np.int64) if self.n else np.zeros(0, np.int64)
@@ -88,7 +89,8 @@ class Context:
     @classmethod
     def of(cls, cap: Any) -> "Context":
         """The context of an object with ``connections``, ``requests`` and ``gaps`` tables."""
-        return cls(cap.connections, cap.requests, cap.gaps, getattr(cap, "min_gap_s", 1.0))
+        return cls(cap.connections, cap.requests, cap.gaps, getattr(cap, "min_gap_s", 1.0),
+                   stalls=getattr(cap, "stalls", None))
 
     # -- columns -------------------------------------------------------------------------
     def _col(self, table: str, name: str, conv: Any) -> np.ndarray:
@@ -125,6 +127,17 @@ class Context:
 
     def req_text(self, name: str) -> np.ndarray:
         return self._col("r", name, _cols.texts)
+
+    def stall_rows(self, kind: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """The stalls of one kind whose connection is in these rows, and each one's
+        connection position."""
+        st = self.stalls
+        if st is None or st.empty or not self.n:
+            return pd.DataFrame(), np.zeros(0, np.int64)
+        st = st[(st["kind"] == kind).to_numpy(dtype=bool)]
+        pos = pd.Index(self.conn_id).get_indexer(st["conn_id"].to_numpy(dtype=np.int64))
+        keep = pos >= 0
+        return st[keep].reset_index(drop=True), pos[keep].astype(np.int64)
 
     def req_bounds(self, pos: int) -> tuple[int, int]:
         """The slice of ``reqs`` that holds connection ``pos``'s requests."""

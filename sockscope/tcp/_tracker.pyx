@@ -123,9 +123,31 @@ cdef struct Side:
     uint16_t last_win
     int32_t last_len
     int32_t last_id
+    # A zero-window stall this side is advertising (-1: none open), and the peer's window
+    # probes during it; a run of this side's keep-alive probes the peer has not answered yet.
+    int64_t zw_ts
+    int64_t zw_frame
+    int64_t zw_probes
+    int64_t ka_ts
+    int64_t ka_frame
+    int64_t ka_n
+    int64_t ka_last_ts
+    int64_t ka_last_frame
+    int64_t ka_quiet_ns      # the peer's silence before the first probe (-1: peer never seen)
 
 
 DEF DUP_WINDOW_NS = 5_000_000     # copies of one packet arrive within this of each other
+DEF STALL_FLOOR_NS = 200_000_000  # zero-window stalls that ended sooner are not kept
+DEF MAX_STALLS = 64               # per connection (a receiver that stalls all the time: its first ones)
+
+
+cdef inline void add_stall(Conn c, int kind, int d, int64_t s_ts, int64_t s_frame, int64_t e_ts, int64_t e_frame,
+                           int64_t probes, bint resolved, int64_t quiet_ns):
+    # kind 0: side d advertised a zero window; kind 1: side d's keep-alive probes went unanswered
+    if c.stalls is None:
+        c.stalls = []
+    if len(c.stalls) < MAX_STALLS:
+        c.stalls.append((kind, d, s_ts, s_frame, e_ts, e_frame, probes, resolved, quiet_ns))
 
 
 cdef inline int64_t unwrap(Side* s, uint32_t seq) noexcept nogil:
@@ -166,6 +188,7 @@ cdef class Conn:
     cdef int64_t mark_frame
     cdef int mark_code
     cdef list gaps
+    cdef list stalls              # zero-window stalls and unanswered keep-alive runs (rare: None)
     cdef int64_t late_pkts
     cdef int64_t retx             # payload segments that carried no new byte (keep-alive probes excluded)
     cdef int64_t late_bytes
@@ -475,6 +498,8 @@ cdef class Tracker:
         c.s[0].ipid_before_rst = c.s[1].ipid_before_rst = -2
         c.s[0].flight_ts = c.s[1].flight_ts = -1
         c.s[0].last_pkt_ts = c.s[1].last_pkt_ts = -1
+        c.s[0].zw_ts = c.s[1].zw_ts = -1
+        c.s[0].ka_ts = c.s[1].ka_ts = -1
         c.proto = 0 if self.l7 else 3
         cdef bint syn = (p.flags & F_SYN) != 0
         cdef bint ack = (p.flags & F_ACK) != 0
@@ -886,6 +911,35 @@ cdef class Tracker:
             if log_step(S.n_zero):
                 hist_add(c, d, b'W')
 
+        # Stalls (rare; kept per connection only when they happen). The peer's packets answer
+        # this side's keep-alive run; a keep-alive or window probe sits at snd.nxt - 1 with at
+        # most one byte (Linux sends none; others resend the last byte), or, for a window
+        # probe, one new byte past the closed window.
+        P.ka_ts = -1
+        if not rst and not syn:
+            if length <= 1 and not fin and S.seq_init and (rel == S.last_end - 1
+                                                           or (length == 1 and rel == S.last_end and P.zw_ts >= 0)):
+                if P.zw_ts >= 0:
+                    P.zw_probes += 1
+                else:
+                    if S.ka_ts < 0:
+                        S.ka_ts = p.ts_ns
+                        S.ka_frame = p.frame
+                        S.ka_n = 0
+                        S.ka_quiet_ns = p.ts_ns - P.last_pkt_ts if P.last_pkt_ts >= 0 else -1
+                    S.ka_n += 1
+                    S.ka_last_ts = p.ts_ns
+                    S.ka_last_frame = p.frame
+            if p.win == 0:
+                if S.zw_ts < 0:
+                    S.zw_ts = p.ts_ns
+                    S.zw_frame = p.frame
+                    S.zw_probes = 0
+            elif S.zw_ts >= 0:
+                if p.ts_ns - S.zw_ts >= STALL_FLOOR_NS:
+                    add_stall(c, 0, d, S.zw_ts, S.zw_frame, p.ts_ns, p.frame, S.zw_probes, True, -1)
+                S.zw_ts = -1
+
         if fin:
             S.fin_cnt += 1
             S.fin_pos = rel + (1 if syn else 0) + length
@@ -1167,6 +1221,7 @@ cdef class Tracker:
 
     cdef void finalize(self, Conn c):
         cdef int d
+        cdef Side* S
         cdef list isl
         # Out-of-order data never preceded by its missing bytes: the holes are capture loss.
         for d in range(2):
@@ -1178,6 +1233,16 @@ cdef class Tracker:
             ch, sh = self.heads_of(c)
             proto, sni = self.decide(ch, sh)
             self.settle(c, proto, sni)
+        # stalls still open when the connection ended: the window never reopened, the probes
+        # were never answered
+        for d in range(2):
+            S = &c.s[d]
+            if S.zw_ts >= 0:
+                add_stall(c, 0, d, S.zw_ts, S.zw_frame, c.seen_ts, c.last_frame, S.zw_probes, False, -1)
+                S.zw_ts = -1
+            if S.ka_ts >= 0:
+                add_stall(c, 1, d, S.ka_ts, S.ka_frame, S.ka_last_ts, S.ka_last_frame, S.ka_n, False, S.ka_quiet_ns)
+                S.ka_ts = -1
         # a connection never closed: its last silence runs to the end of the capture
         if c.close_kind == 0 and self.gap_floor_ns > 0 and self.capture_last_ts - c.mark_ts >= self.gap_floor_ns:
             if c.gaps is None:
@@ -1268,6 +1333,7 @@ def conn_row(Conn c):
         "sni": c.sni,
         "session": c.session,
         "raw_gaps": c.gaps or [],
+        "raw_stalls": c.stalls or [],
         "client_state": _STATE_NAMES[O.state],
         "server_state": _STATE_NAMES[R.state],
     }
@@ -1452,10 +1518,13 @@ cdef class RowStore:
         # Most connections share a handful of histories (a SYN flood: one); keep one copy.
         h = self.hist_seen.setdefault(h, h) if len(self.hist_seen) < 65536 else h
         state = conn_state(O, R, h, osize, rsize)
-        if c.session is not None or c.gaps:
+        if c.session is not None or c.gaps or c.stalls:
+            # stalls' sides as 0 client / 1 server (roles may have flipped since they were kept)
+            stalls = [(t[0], 0 if t[1] == cl else 1) + t[2:] for t in c.stalls] if c.stalls else []
             res = self.on_extra(c.conn_id, c.session, c.gaps or [], c.proto,
                                 (O.fin_ts if O.fin_frame >= 0 else None, R.fin_ts if R.fin_frame >= 0 else None,
-                                 O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None))
+                                 O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None),
+                                stalls)
             nreq, nunans = res
         cdef list K = self.cols
         push(<carray.array>K[0], c.conn_id)
@@ -1539,6 +1608,7 @@ cdef class RowStore:
         # drop what the row no longer needs
         c.session = None
         c.gaps = None
+        c.stalls = None
         c.heads = None
 
     def __call__(self, Conn c):

@@ -14,18 +14,19 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Iterable
 
-from sockscope.analysis.detectors import (closes, handshake, heartbeat, late_response, middlebox, reuse, rootcause,
-                                          silent_drop, stale_reuse)
+from sockscope.analysis.detectors import (closes, dead_peer, handshake, heartbeat, late_response, middlebox, reuse,
+                                          rootcause, silent_drop, stale_reuse, zero_window)
 from sockscope.analysis.model import Kind
 
 # Order matters twice: findings of one connection are listed in this order, and text faces
 # show the kinds in the order of the registry below.
-PER_CONNECTION: tuple[ModuleType, ...] = (handshake, middlebox, silent_drop, closes, late_response, stale_reuse,
-                                          reuse, heartbeat)
+PER_CONNECTION: tuple[ModuleType, ...] = (handshake, middlebox, silent_drop, dead_peer, zero_window, closes,
+                                          late_response, stale_reuse, reuse, heartbeat)
 ALL: tuple[ModuleType, ...] = PER_CONNECTION + (rootcause,)
 
-_ORDER = ("middlebox_rst", "silent_drop", "refused", "syn_unanswered", "client_idle_timeout", "server_abort", "client_abort", "stale_reuse",
-          "response_after_close", "server_idle_close", "connection_reuse", "root_cause_hint", "heartbeat")
+_ORDER = ("middlebox_rst", "silent_drop", "dead_peer", "refused", "syn_unanswered", "zero_window_stall",
+          "client_idle_timeout", "server_abort", "client_abort", "stale_reuse", "response_after_close",
+          "server_idle_close", "client_idle_close", "connection_reuse", "root_cause_hint", "heartbeat")
 
 KINDS: dict[str, Kind] = {k.name: k for name in _ORDER for m in ALL for k in m.KINDS if k.name == name}
 MODULE_OF: dict[str, ModuleType] = {k.name: m for m in ALL for k in m.KINDS}

@@ -3,12 +3,14 @@
 Kinds: ``client_idle_timeout`` (the client's timer killed a waiting request: a close after
 silence that belongs to a timer cluster), ``client_abort`` (the client closed with a request
 waiting, no timer pattern), ``server_abort`` (the server closed with a request waiting),
-``server_idle_close`` (the server closed an idle keep-alive connection). The rule is
+``server_idle_close`` (the server closed an idle keep-alive connection), ``client_idle_close``
+(the client's pool closed an idle keep-alive connection). The rule is
 :func:`sockscope.analysis.closes.classify_close`, applied column-wise.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,9 @@ KINDS = (
          advice="a client that cancels (deadline, user, load generator) is often by design; check its log"),
     Kind("server_idle_close", "info", "Server closed idle keep-alive connections",
          advice="a client that reuses sockets must close idle ones before the server's keep-alive timeout"),
+    Kind("client_idle_close", "info", "Client closed idle keep-alive connections (its pool's idle timer)",
+         advice="nothing failed: the client retired idle sockets; keep its idle timer below the server's "
+                "keep-alive timeout"),
 )
 
 
@@ -92,10 +97,71 @@ def base_evidence(ctx: Context, pos: int) -> tuple[dict[str, Any], list[Any]]:
     return ev, [close_frame, lp_frame, *reaction["frames"]]
 
 
+GROUP_WINDOW_S = 0.001     # one server's closes this close together are one event
+GROUP_P = 1e-3             # ... when chance (that server's close rate) explains them this rarely
+
+
+def _poisson_tail(mu: float, k: int) -> float:
+    """P(X >= k) for X ~ Poisson(mu)."""
+    term, below = math.exp(-mu), 0.0
+    for i in range(k):
+        below += term
+        term *= mu / (i + 1)
+    return max(0.0, 1.0 - below)
+
+
+class _ServerCloses:
+    """Every server-side close, grouped by server endpoint and sorted by time: finds the
+    closes of one server that happened together (a process that died or restarted: its
+    kernel closes every socket at once)."""
+
+    def __init__(self, ctx: Context) -> None:
+        cl = ctx.closes
+        self.ctx = ctx
+        mine = np.flatnonzero((cl.closer == "server") & ~cl.forged & (ctx.ns("close_ts") != _cols.NAT))
+        key = pd.Series(ctx.text("server_ip")[mine], dtype=object).astype(str) + ":" + \
+            pd.Series(ctx.frames("server_port")[mine]).astype(str)
+        codes, self.names = pd.factorize(key.to_numpy())
+        ts = ctx.ns("close_ts")[mine]
+        order = np.lexsort((ts, codes))
+        self.pos, self.code, self.ts = mine[order], codes[order], ts[order]
+        self.code_of = dict(zip(self.pos.tolist(), self.code.tolist()))
+        # each server's close rate over the capture's span, for the chance of a coincidence
+        start, end = ctx.ns("start"), ctx.ns("end")
+        span = max((int(end.max()) - int(start.min())) / 1e9, 1.0) if ctx.n else 1.0
+        self.rate = np.bincount(codes, minlength=len(self.names)) / span if len(codes) else np.zeros(0)
+
+    def together(self, pos: int) -> dict[str, Any] | None:
+        """The other closes of ``pos``'s server within GROUP_WINDOW_S of its own, when chance
+        does not explain them."""
+        code = self.code_of.get(pos)
+        if code is None:
+            return None
+        lo_c, hi_c = np.searchsorted(self.code, code, "left"), np.searchsorted(self.code, code, "right")
+        ts = self.ts[lo_c:hi_c]
+        t = int(self.ctx.ns("close_ts")[pos])
+        w = int(GROUP_WINDOW_S * 1e9)
+        lo, hi = np.searchsorted(ts, t - w, "left"), np.searchsorted(ts, t + w, "right")
+        k = int(hi - lo) - 1
+        if k < 1 or _poisson_tail(float(self.rate[code]) * 2 * GROUP_WINDOW_S, k) >= GROUP_P:
+            return None
+        members = self.pos[lo_c + lo:lo_c + hi]
+        cids = sorted(int(c) for c in self.ctx.conn_id[members])
+        return {"count": k + 1, "conn_ids": cids, "span_ms": (int(ts[hi - 1]) - int(ts[lo])) / 1e6,
+                "server": str(self.names[code]), "first_ts": _cols.iso(int(ts[lo]))}
+
+
+def _rst_cause(ev: dict[str, Any]) -> str:
+    return ("an RST rather than a FIN: the server's application closed the socket with received data still "
+            "unread (a kernel then resets instead of closing), set SO_LINGER 0, or its process died with the "
+            "data unread")
+
+
 def detect(ctx: Context) -> list[Finding]:
     cl = ctx.closes
     kinds = cl.kinds()
     found: list[Finding] = []
+    groups: _ServerCloses | None = None
     for pos in np.flatnonzero(kinds != None).tolist():  # noqa: E711
         kind = kinds[pos]
         cid = int(ctx.conn_id[pos])
@@ -131,6 +197,32 @@ def detect(ctx: Context) -> list[Finding]:
                 ev.update(inferred_timeout_s=k.timer_s, timeout_cluster_size=k.count)
             summary = (f"server {server} closed the connection {head} {_idle_text(idle)} while "
                        f"{_waiting_text(waiting, tcp)}")
+            if groups is None:
+                groups = _ServerCloses(ctx)
+            grp = groups.together(pos)
+            if grp is not None:
+                ev["closed_together"] = grp
+                summary += (f"; {grp['count']} connections of this server were closed within "
+                            f"{grp['span_ms']:.3f} ms of each other (conn {', '.join(map(str, grp['conn_ids'][:8]))}"
+                            f"{' …' if grp['count'] > 8 else ''}): its process died or restarted, and the kernel "
+                            f"closed every socket at once")
+            if ev["close_kind"] == "RST":
+                ev["cause"] = _rst_cause(ev)
+                summary += f"; {ev['cause']}"
+        elif kind == "client_idle_close":
+            extra = ""
+            if k is not None:
+                ev.update(inferred_timeout_s=k.timer_s, measured_timeout_s=k.timeout_s, timeout_cluster_size=k.count,
+                          timeout_cluster_min_s=k.min_s, timeout_cluster_max_s=k.max_s)
+                if k.count > 1:
+                    extra = (f"; {k.count} idle connections closed by the client after {k.min_s:.3f}–{k.max_s:.3f} s"
+                             + (f" ({k.describe()})" if k.is_timer else ""))
+                elif k.is_timer:
+                    extra = f"; a round value, consistent with {k.describe()} (one close: low confidence)"
+            what = "an idle connection" if tcp else "an idle keep-alive connection"
+            summary = (f"client {client} closed {what} to {server} {head} after {idle:.3f} s with nothing "
+                       f"outstanding: its pool retired the socket, nothing failed{extra}")
+            req_index = None
         else:   # server_idle_close
             extra = ""
             if k is not None:
@@ -180,6 +272,12 @@ def verdict(kind: str, rows: pd.DataFrame) -> str:
         more = f"; {len(timers) - 5} more server(s)" if len(timers) > 5 else ""
         return (f"The server closed {n} idle keep-alive connection(s) with nothing outstanding"
                 + (f". Keep-alive timeouts: {shown}{more}." if timers else "."))
+    if kind == "client_idle_close":
+        timers = pd.Series([e["inferred_timeout_s"] for e in evs if e.get("inferred_timeout_s") is not None
+                            and e.get("timeout_cluster_size", 0) > 1]).value_counts()
+        shown = ", ".join(f"≈ {t:g} s ({c})" for t, c in timers.head(3).items())
+        return (f"The client closed {n} idle keep-alive connection(s) with nothing outstanding: its pool retired "
+                f"sockets it no longer needed" + (f"; idle timers: {shown}" if shown else "") + ". Nothing failed.")
     if kind == "client_abort":
         idle = np.array([np.nan if e.get("idle_s") is None else e["idle_s"] for e in evs], dtype=float)
         rst = sum(1 for e in evs if e.get("close_kind") == "RST")
@@ -188,6 +286,11 @@ def verdict(kind: str, rows: pd.DataFrame) -> str:
                 f"times that form no timer pattern: cancellations, not a timeout.")
     if kind == "server_abort":
         rst = sum(1 for e in evs if e.get("close_kind") == "RST")
+        events = {(e["closed_together"]["server"], e["closed_together"]["first_ts"]): e["closed_together"]
+                  for e in evs if e.get("closed_together")}
+        died = "".join(f" {g['server']} closed {g['count']} connections within {g['span_ms']:.3f} ms at "
+                       f"{pd.Timestamp(g['first_ts']).strftime('%H:%M:%S.%f')[:-3]}: its process died or restarted."
+                       for g in list(events.values())[:3])
         return (f"The SERVER closed {n} connection(s) while a request was waiting for its answer ({rst} by RST): "
-                f"the server (or something speaking for it) gave up on the request.")
+                f"the server (or something speaking for it) gave up on the request." + died)
     return f"{n} connection(s): see below."
