@@ -230,12 +230,15 @@ def load(
     name, res = load_arrow(source, min_gap_s=min_gap_s, progress=progress, **kwargs)
     import sockscope.accessor  # noqa: F401  (registers DataFrame.sockscope on the frames' users)
 
-    # One table at a time, each Arrow table dropped once its frame exists: the peak holds one
-    # table twice, not all three.
+    # One column at a time: each table is taken apart into its columns and dropped, and each
+    # Arrow column is freed once its pandas column exists (the peak holds one column twice).
     frames = []
     for table in ("connections", "requests", "gaps", "stalls"):
-        frames.append(schema.frame_from_arrow(getattr(res, table), table))
+        t = getattr(res, table)
         setattr(res, table, None)
+        cols, n = dict(zip(t.column_names, t.columns)), t.num_rows
+        del t
+        frames.append(schema.frame_from_columns(cols, n, table))
     stalls = frames.pop()
     return Capture(name, *frames, res.facts, min_gap_s, stalls)
 
