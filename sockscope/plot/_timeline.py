@@ -105,8 +105,9 @@ def select_connections(cap: Any, conn_ids: Iterable[int] | None = None, max_conn
     With ``conn_ids`` those connections; otherwise all, and when there are more than
     ``max_conns`` the worst ones, spread over the patterns the HTML report groups them by
     (:func:`sockscope.analysis.report.connection_patterns`): connections with error findings
-    first, one per pattern before a second of any, then warnings, then the rest; within a
-    pattern the longest silence (idle gap or idle before close) first.
+    first, one per pattern before a second of any, then warnings the same way; within a
+    pattern the longest silence (idle gap or idle before close) first. The rest (info
+    findings are not failures) by longest silence alone.
     """
     import numpy as np
 
@@ -132,9 +133,14 @@ def select_connections(cap: Any, conn_ids: Iterable[int] | None = None, max_conn
             longest = cap.gaps.groupby("conn_id")["duration_s"].max()
             gap = longest.reindex(ctx.conn_id).to_numpy(dtype=np.float64, na_value=0.0)
             silence = np.maximum(silence, np.nan_to_num(gap))
-        # rank within a pattern by silence (longest first), then round-robin over patterns
+        # errors, then warnings: rank within a pattern by silence (longest first), then
+        # round-robin over patterns. Info findings (a pool's idle close) are not failures,
+        # so they rank with the connections that have none: by silence alone.
+        tier = np.where(pats.severity >= 2, pats.severity, 0)
         rank = rank_in_groups(pats.group, np.lexsort((ctx.conn_id, -silence, pats.group)))
-        order = np.lexsort((ctx.conn_id, pats.group, rank, -np.minimum(pats.severity, 2)))
+        rank = np.where(tier > 0, rank, 0)
+        group = np.where(tier > 0, pats.group, 0)
+        order = np.lexsort((ctx.conn_id, -silence, group, rank, -tier))
         chosen = set(ctx.conn_id[order[:max_conns]].tolist())
     shown = conns[conns["conn_id"].isin(chosen)].sort_values(["start", "conn_id"], kind="stable")
     return [int(c) for c in shown["conn_id"]]
