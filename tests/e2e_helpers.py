@@ -233,6 +233,7 @@ def compare_requests(req_rows: list[dict], truth: dict) -> list[str]:
 TRUTH_VOCABULARY = frozenset({
     "client_idle_timeout", "server_idle_close", "stale_reuse", "response_after_close",
     "server_abort", "client_abort", "connection_reuse", "refused", "syn_unanswered", "middlebox_rst",
+    "silent_drop", "zero_window_stall", "dead_peer", "client_idle_close",
 })
 
 

@@ -154,10 +154,11 @@ class Seg:
     """One TCP segment as built; ``captured`` False means lost before the capture point."""
 
     __slots__ = ("conv", "side", "ts", "flags", "seq", "ack", "payload", "tag", "captured",
-                 "order", "opts", "ipid", "frame")
+                 "order", "opts", "ipid", "frame", "win")
 
     def __init__(self, **kw):
         self.frame = None
+        self.win = None         # the TCP window field (None: each side's usual one)
         for k, v in kw.items():
             setattr(self, k, v)
 
@@ -187,7 +188,7 @@ class Conv:
 
     # -- low level
     def seg(self, side, flags, payload=b"", dt=0, at=None, seq=None, ack=None, tag=None,
-            captured=True, opts=()):
+            captured=True, opts=(), win=None):
         if at is not None:
             assert at >= self.t, "time must not go backwards within a connection"
             self.t = at
@@ -199,7 +200,7 @@ class Conv:
             ack = self.nxt[other(side)] if "A" in flags else 0
         s = Seg(conv=self, side=side, ts=self.t, flags=flags, seq=seq, ack=ack,
                 payload=payload, tag=tag, captured=captured, opts=opts,
-                ipid=self.ipid[side])
+                ipid=self.ipid[side], win=win)
         self.ipid[side] = (self.ipid[side] + 1) & 0xFFFF
         if new:
             self.nxt[side] += len(payload) + ("S" in flags) + ("F" in flags)
@@ -262,7 +263,8 @@ def frame_bytes(seg, link):
     c = seg.conv
     src, dst = seg.side, other(seg.side)
     tcp = TCP(sport=c.port[src], dport=c.port[dst], seq=seg.seq % 2**32, ack=seg.ack % 2**32,
-              flags=seg.flags, window=502 if src == "c" else 509, options=list(seg.opts))
+              flags=seg.flags, window=seg.win if seg.win is not None else 502 if src == "c" else 509,
+              options=list(seg.opts))
     if c.v6:
         l3 = IPv6(src=c.ip[src], dst=c.ip[dst], hlim=64) / tcp
     else:
@@ -526,9 +528,11 @@ def zeek_summary(conv, segs):
 
     Letters: A/D/I/Q once per direction; S/H/F/R again only when the sequence number
     differs from the last one of that kind (FIN's is its end); T when a payload segment
-    ends at or below the highest sequence already seen from that side (1, 10, 100...).
+    ends at or below the highest sequence already seen from that side (1, 10, 100...); W
+    when a side advertises a zero window (1, 10, 100...).
     """
     hist, seen, last_kind, last_seq, rx = [], set(), {}, {}, {"c": 0, "s": 0}
+    zw = {"c": 0, "s": 0}
     state = {"c": "INACTIVE", "s": "INACTIVE"}
     bytes_sent = {"c": 0, "s": 0}
 
@@ -557,6 +561,10 @@ def zeek_summary(conv, segs):
             once(side, "D")
         elif "A" in f:
             once(side, "A")
+        if s.win == 0 and not rst and state[other(side)] != "CLOSED" and state[side] != "RESET":
+            zw[side] += 1
+            if zw[side] in (1, 10, 100):
+                add(side, "W")
         end = s.seq + n + syn + fin
         if side not in last_seq or end > last_seq[side]:
             last_seq[side] = end
@@ -941,6 +949,7 @@ def build_mixed(out):
     c.fin("s", dt=700 * US)
     c.ack("c", dt=40 * US)
     c.note(r, status=200, outcome="complete", response_body_len=len(b))
+    cap.finding("client_idle_close", c)     # its pool retired the idle socket: information
     # Connection: close exchange
     c = Conv(cap, 50011, t=T0 + 4 * S)
     c.open()
@@ -1001,6 +1010,7 @@ def build_edges(out):
     c.fin("c", dt=1 * S)
     c.fin("s", dt=300 * US)
     c.ack("c", dt=40 * US)
+    cap.finding("client_idle_close", c)     # 1 s after the last answer, nothing outstanding
     caps.append(cap)
 
     # ---- port reuse: same 4-tuple, a second SYN after the first connection closed
@@ -1145,6 +1155,7 @@ def build_edges(out):
     c.ack("c", dt=40 * US)
     c.ack("s", dt=5 * US)
     c.note(r, status=200, outcome="complete", response_body_len=len(b))
+    cap.finding("client_idle_close", c)     # the first FIN is the client's, 1 s after the answer
     caps.append(cap)
 
     # ---- pipelining
@@ -1435,11 +1446,89 @@ def build_failures(out):
     return caps
 
 
+def build_stalls(out):
+    """Connections that stop without closing: a receiver that stops reading, a peer that
+    vanishes under keep-alive probes; and their look-alikes."""
+    cap = Capture("stalls.pcap",
+                  "a POST upload stalls 2.5 s on the server's zero window (3 window probes) and resumes; a 0.3 s "
+                  "zero window (no finding); a GET answered, then the client's 3 keep-alive probes go unanswered "
+                  "and its kernel resets; a GET answered, keep-alive probes answered, the client closes idle",
+                  "zero_window_stall (warning) on conn 0, dead_peer on conn 2, client_idle_close on conn 3")
+    # conn 0: the server's window closes mid-upload and reopens 2.5 s later
+    c = Conv(cap, 36100, t=T0 + 879 * MS)
+    c.open()
+    body = pseudo(8 * MSS, 7)
+    r = fetch_req("POST", "/upload", body, extra=[("Content-Type", "application/octet-stream")])
+    head, rest = r.bytes[:-4 * MSS], r.bytes[-4 * MSS:]
+    c.send("c", head, dt=140 * US, acks=None)
+    c.seg("s", "A", dt=40 * US, win=0)                  # buffer full: window 0
+    t0 = c.t
+    for at in (200, 600, 1400):                          # Linux probes: empty at snd.nxt - 1
+        c.seg("c", "A", at=t0 + at * MS, seq=c.nxt["c"] - 1, tag="keepalive")
+        c.seg("s", "A", dt=60 * US, win=0)
+    c.seg("s", "A", at=t0 + 2500 * MS)                    # the application read: window update
+    c.send("c", rest, dt=80 * US, acks="quick")
+    b = b'{"stored":true}'
+    c.send("s", resp(201, "Created", b, t_ns=c.t), dt=3 * MS, acks=None)
+    c.ack("c", dt=40 * US)
+    c.fin("c", dt=200 * US)
+    c.fin("s", dt=60 * US)
+    c.ack("c", dt=40 * US)
+    c.note(r, status=201, outcome="complete", response_body_len=len(b))
+    cap.finding("zero_window_stall", c, 1)
+    # conn 1: a 0.3 s zero window is a busy receiver, not a stall worth a finding
+    c = Conv(cap, 36102, t=T0 + 5 * S)
+    c.open()
+    r = fetch_req("POST", "/upload", body[:4 * MSS], extra=[("Content-Type", "application/octet-stream")])
+    c.send("c", r.bytes[:-MSS], dt=140 * US, acks=None)
+    c.seg("s", "A", dt=40 * US, win=0)
+    c.seg("s", "A", dt=300 * MS)
+    c.send("c", r.bytes[-MSS:], dt=80 * US, acks=None)
+    b = b'{"stored":true}'
+    c.send("s", resp(201, "Created", b, t_ns=c.t), dt=3 * MS, acks=None)
+    c.ack("c", dt=40 * US)
+    c.fin("c", dt=200 * US)
+    c.fin("s", dt=60 * US)
+    c.ack("c", dt=40 * US)
+    c.note(r, status=201, outcome="complete", response_body_len=len(b))
+    # conn 2: keep-alive probes (TCP_KEEPIDLE 2 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 3) never answered
+    c = Conv(cap, 36104, t=T0 + 7 * S)
+    c.open()
+    r = fetch_req("GET", "/health")
+    c.send("c", r.bytes, dt=140 * US, acks=None)
+    b = b'{"status":"ok"}'
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=1 * MS, acks=None)
+    c.ack("c", dt=40 * US)
+    t0 = c.t
+    for k in range(3):
+        c.seg("c", "A", at=t0 + (2000 + 1000 * k) * MS, seq=c.nxt["c"] - 1, tag="keepalive")
+    c.rst("c", at=t0 + 5000 * MS)                       # the kernel gives up (ETIMEDOUT)
+    c.note(r, status=200, outcome="complete", response_body_len=len(b))
+    cap.finding("dead_peer", c)
+    # conn 3: the same probes answered; the client's pool later closes the idle socket
+    c = Conv(cap, 36106, t=T0 + 13 * S)
+    c.open()
+    r = fetch_req("GET", "/health")
+    c.send("c", r.bytes, dt=140 * US, acks=None)
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=1 * MS, acks=None)
+    c.ack("c", dt=40 * US)
+    t0 = c.t
+    for k in range(2):
+        c.seg("c", "A", at=t0 + (2000 + 1000 * k) * MS, seq=c.nxt["c"] - 1, tag="keepalive")
+        c.ack("s", dt=90 * US)
+    c.fin("c", at=t0 + 4000 * MS)
+    c.fin("s", dt=300 * US)
+    c.ack("c", dt=40 * US)
+    c.note(r, status=200, outcome="complete", response_body_len=len(b))
+    cap.finding("client_idle_close", c)
+    return [cap]
+
+
 def build_all(out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     caps = (build_incident(out_dir) + build_mixed(out_dir) + build_edges(out_dir) + build_formats(out_dir)
-            + build_failures(out_dir))
+            + build_failures(out_dir) + build_stalls(out_dir))
     names = []
     for cap in caps:
         write_capture(cap, out_dir)

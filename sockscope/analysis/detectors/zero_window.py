@@ -57,12 +57,12 @@ def _finding(ctx: Context, st: pd.DataFrame, i: int, pos: int) -> Finding:
           "stalled_s": dur, "window_probes": probes, "reopened": resolved,
           "reopened_frame": end_frame if resolved else None,
           "client": ctx.endpoint(pos, "client"), "server": ctx.endpoint(pos, "server"), "requests": ctx.chain(pos)}
-    # what was being sent: the first request not answered that began before the stall
-    waiting = next((r for r in ev["requests"] if r["first_frame"] is not None and r["first_frame"] <= first
-                    and r["outcome"] != "complete"), None)
+    # what was in progress: the last request that began before the stall
+    waiting = next((r for r in reversed(ev["requests"]) if r["first_frame"] is not None
+                    and r["first_frame"] <= first), None)
     if waiting is not None:
         ev["request_index"] = waiting["index"]
-    what = f" ({waiting['method']} {waiting['uri']}, request {waiting['index']})" if waiting else ""
+    what = f" (during {waiting['method']} {waiting['uri']}, request {waiting['index']})" if waiting else ""
     close_ns = ctx.ns("close_ts")[pos]
     closer = ctx.text("closed_by")[pos]
     close_kind = ctx.text("close_kind")[pos]
