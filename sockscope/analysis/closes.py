@@ -95,8 +95,62 @@ def classify_close(closer: str | None, outstanding: bool, idle_s: float | None,
                        np.array([cluster is not None and cluster.is_timer]), np.array([bool(forged)]))[0]
 
 
-def outstanding_requests(ctx: "Context") -> np.ndarray:
-    """Per request row (in ``ctx.reqs`` order): was it waiting when its connection closed?"""
+def crossed_requests(ctx: "Context") -> np.ndarray:
+    """Per request row (``ctx.reqs`` order): did the server's closing FIN cross it on the wire?
+
+    The request began before the FIN at this capture point, yet no packet of the server
+    (the FIN included: every segment acknowledges all the data its sender has received)
+    ever acknowledged it, and it was never answered. So the server's TCP had not received
+    it when it closed: the server closed an idle connection (its keep-alive timer) while the
+    request was on its way, and did not abort it. A capture beside the client sees the two
+    in this order whenever the request left less than one path round trip before the FIN
+    arrived; beside the server the FIN comes first.
+    """
+    r = ctx.reqs
+    if not len(r):
+        return np.zeros(0, dtype=bool)
+    pos = ctx.req_pos
+    fin = ctx.ns("server_fin_ts")[pos]
+    close = ctx.ns("close_ts")[pos]
+    flight = ctx.ns("client_unacked_since_ts")[pos]
+    start = _cols.ns(r["request_start"])
+    resp = _cols.ns(r["response_start"])
+    outcome = _cols.texts(r["outcome"])
+    server_fin_close = (ctx.text("closed_by")[pos] == "server") & (ctx.text("close_kind")[pos] == "FIN") \
+        & (fin != _cols.NAT) & (fin == close)
+    return (server_fin_close & (outcome != "no_request") & (start != _cols.NAT) & (resp == _cols.NAT)
+            & (flight != _cols.NAT) & (flight <= start) & (start < fin))
+
+
+def _idle_before_crossed(ctx: "Context", crossed: np.ndarray, idle: np.ndarray) -> np.ndarray:
+    """The server's silence before a close that crossed a request: from the end of the
+    exchange before that request (the server never saw the request, so it does not count)."""
+    out = idle.copy()
+    if not crossed.any():
+        return out
+    r = ctx.reqs
+    start = _cols.ns(r["request_start"])
+    last = np.maximum(_cols.ns(r["request_end"]), _cols.ns(r["response_end"]))    # NaT is the minimum
+    close = ctx.ns("close_ts")
+    conn_start = ctx.ns("start")
+    # the few connections with a crossed request: each one's first crossed request
+    rows = np.flatnonzero(crossed)
+    _, first = np.unique(ctx.req_pos[rows], return_index=True)
+    for i in rows[first].tolist():
+        pos = int(ctx.req_pos[i])
+        lo, _ = ctx.req_bounds(pos)
+        before = last[lo:i]
+        before = before[(before != _cols.NAT) & (before <= start[i])]
+        since = int(before.max()) if len(before) else int(conn_start[pos])
+        if since != _cols.NAT and close[pos] != _cols.NAT:
+            out[pos] = (int(close[pos]) - since) / 1e9
+    return out
+
+
+def outstanding_requests(ctx: "Context", crossed: np.ndarray | None = None) -> np.ndarray:
+    """Per request row (in ``ctx.reqs`` order): was it waiting when its connection closed?
+    A request the server's FIN crossed (:func:`crossed_requests`) was not: the server
+    never had it."""
     r = ctx.reqs
     if not len(r):
         return np.zeros(0, dtype=bool)
@@ -106,8 +160,9 @@ def outstanding_requests(ctx: "Context") -> np.ndarray:
     req_end = _cols.ns(r["request_end"])
     resp_end = _cols.ns(r["response_end"])
     outcome = _cols.texts(r["outcome"])
-    return ((outcome != "no_request") & (req_end != _cols.NAT) & (closer != None)  # noqa: E711
-            & (cts != _cols.NAT) & (req_end <= cts) & ((resp_end == _cols.NAT) | (resp_end > cts)))
+    out = ((outcome != "no_request") & (req_end != _cols.NAT) & (closer != None)  # noqa: E711
+           & (cts != _cols.NAT) & (req_end <= cts) & ((resp_end == _cols.NAT) | (resp_end > cts)))
+    return out & ~(crossed_requests(ctx) if crossed is None else crossed)
 
 
 @dataclass(slots=True)
@@ -122,6 +177,7 @@ class Closes:
     forged: np.ndarray            # bool: closed by an RST its claimed sender did not send, or by a
                                   # prober's kernel giving up on a dead peer (no side's choice)
     req_outstanding: np.ndarray   # bool per request row (ctx.reqs order)
+    req_crossed: np.ndarray       # bool per request row: the server's FIN crossed it (never had it)
     clusters: list[TimeoutCluster]
     cluster: np.ndarray           # int: index into clusters, -1 for none
 
@@ -150,7 +206,9 @@ def attribute(ctx: "Context") -> Closes:
     # closes that are no side's choice: an RST a device forged, a kernel's keep-alive giving up.
     # They are other detectors' findings, and never samples of anyone's idle timer.
     forced = forged_closes(ctx, closer, kind) | keepalive_giveups(ctx, closer, kind)
-    req_out = outstanding_requests(ctx)
+    crossed = crossed_requests(ctx)
+    req_out = outstanding_requests(ctx, crossed)
+    idle = _idle_before_crossed(ctx, crossed, idle)
     n_out = np.bincount(ctx.req_pos[req_out], minlength=n) if n else np.zeros(0, np.int64)
     has_reqs = ctx.req_count > 0
     tcp = (closer != None) & ~has_reqs & (ctx.text("protocol") != "http")  # noqa: E711
@@ -164,7 +222,7 @@ def attribute(ctx: "Context") -> Closes:
         clusters, member = cluster_closes(np.concatenate([h.side, timed]), np.concatenate([h.outstanding, n_out > 0]),
                                           np.concatenate([h.idle_s, idle]), np.concatenate([h.conn_id, ctx.conn_id]))
         member = member[len(h.idle_s):]
-    return Closes(closer, kind, idle, n_out, tcp, forced, req_out, clusters, member)
+    return Closes(closer, kind, idle, n_out, tcp, forced, req_out, crossed, clusters, member)
 
 
 def forged_rsts(ctx: "Context", side: str) -> np.ndarray:

@@ -201,6 +201,9 @@ def detect(ctx: Context) -> list[Finding]:
                 groups = _ServerCloses(ctx)
             grp = groups.together(pos)
             if grp is not None:
+                # closed at one moment, not after one idle time: no timer to infer
+                ev.pop("inferred_timeout_s", None)
+                ev.pop("timeout_cluster_size", None)
                 ev["closed_together"] = grp
                 summary += (f"; {grp['count']} connections of this server were closed within "
                             f"{grp['span_ms']:.3f} ms of each other (conn {', '.join(map(str, grp['conn_ids'][:8]))}"
