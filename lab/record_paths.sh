@@ -10,8 +10,10 @@
 # interfaces, routes and firewall are never touched.
 #
 # Each scenario gets a fresh topology: server (ssc-server) -> tcpdump in ssc-client (c0) and
-# in ssc-server (s0) at the same time -> Python requests client (ssc-client) -> router logs
-# -> stop -> truth.json (lab/paths/make_truth.py, from the logs only).
+# in ssc-server (s0) at the same time -> client (ssc-client: Python requests, or Node 20's
+# node:http / fetch) -> the scenario's action while the client runs (the server host
+# vanishes, the server process is SIGKILLed) -> router logs -> stop -> truth.json
+# (lab/paths/make_truth.py, from the logs only).
 #
 # usage: sudo lab/record_paths.sh [SCENARIO ...]     (default: all)
 #        lab/record_paths.sh --list
@@ -21,7 +23,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 PY="$ROOT/.venv/bin/python"
-ALL="middlebox-rst silent-drop refused syn-blackhole zero-window"
+ALL="middlebox-rst silent-drop refused syn-blackhole zero-window dead-peer server-killed keepalive-race undici-idle-close node-http-timeout"
 
 if [[ "${1:-}" == "--list" ]]; then echo "$ALL" | tr ' ' '\n'; exit 0; fi
 SCENARIOS=("$@"); [[ ${#SCENARIOS[@]} -gt 0 ]] || read -r -a SCENARIOS <<<"$ALL"
@@ -31,13 +33,29 @@ done
 
 [[ $EUID -eq 0 ]] || { echo "record_paths.sh needs root (namespaces, tcpdump)" >&2; exit 1; }
 # What the scenarios need, installed when missing (a fresh machine records too).
-for cmd in ip nft conntrack tcpdump ethtool; do
-  if ! command -v "$cmd" >/dev/null; then
-    echo "[setup] apt-get install iproute2 nftables conntrack tcpdump ethtool" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      iproute2 nftables conntrack tcpdump ethtool >/dev/null
-    break
-  fi
+APT_UPDATED=0
+apt_install() {  # package...
+  echo "[setup] apt-get install $*" >&2
+  [[ $APT_UPDATED -eq 1 ]] || { apt-get update -qq; APT_UPDATED=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+for cmd in ip nft conntrack tcpdump ethtool tc; do
+  if ! command -v "$cmd" >/dev/null; then apt_install iproute2 nftables conntrack tcpdump ethtool; break; fi
+done
+if [[ " ${SCENARIOS[*]} " == *" keepalive-race "* ]] && ! command -v nginx >/dev/null; then
+  # Only the binary is used (a private config, run inside ssc-server). Debian's postinst
+  # would start the packaged service on the host: a policy-rc.d that forbids it is put in
+  # place for the install when there is none, and removed again.
+  POLICY=/usr/sbin/policy-rc.d; ADDED_POLICY=0
+  if [[ ! -e $POLICY ]]; then printf '#!/bin/sh\nexit 101\n' >$POLICY; chmod 755 $POLICY; ADDED_POLICY=1; fi
+  apt_install nginx-light || apt_install nginx
+  [[ $ADDED_POLICY -eq 1 ]] && rm -f $POLICY
+fi
+# keepalive-race delays the path; without sch_netem it needs iptables' NFQUEUE target
+if [[ " ${SCENARIOS[*]} " == *" keepalive-race "* ]] && ! command -v iptables >/dev/null; then apt_install iptables; fi
+NODE_SCENARIOS=" keepalive-race undici-idle-close node-http-timeout "
+for s in "${SCENARIOS[@]}"; do
+  if [[ "$NODE_SCENARIOS" == *" $s "* ]] && ! command -v node >/dev/null; then apt_install nodejs; break; fi
 done
 "$HERE/setup.sh"      # the pinned Python deps of lab/requirements.txt (requests among them)
 
@@ -121,6 +139,39 @@ topo_up() {
   ins ethtool -K s0 tso off gso off gro off tx off rx off >/dev/null 2>&1 || true
 }
 
+wait_log() {  # file regex count seconds: wait until the log has count lines matching regex
+  local file=$1 re=$2 n=$3 secs=$4 i
+  for ((i = 0; i < secs * 20; i++)); do
+    [[ $(grep -cE -- "$re" "$file" 2>/dev/null || true) -ge $n ]] && return 0
+    sleep 0.05
+  done
+  echo "timed out after ${secs}s waiting for $n x '$re' in $file" >&2; return 1
+}
+now_iso() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
+
+nginx_conf() {  # dir port keepalive_timeout: a private nginx config, everything inside dir
+  local dir=$1 port=$2 ka=$3 t
+  mkdir -p "$dir/tmp"
+  {
+    echo "daemon off;"
+    echo "master_process on;"
+    echo "worker_processes 1;"
+    echo "pid $dir/nginx.pid;"
+    echo "error_log $dir/error.log info;"
+    echo "events { worker_connections 64; }"
+    echo "http {"
+    echo "  log_format lab '\$msec request client_ip=\$remote_addr client_port=\$remote_port method=\$request_method target=\$request_uri status=\$status bytes_sent=\$bytes_sent connection=\$connection connection_requests=\$connection_requests request_time_s=\$request_time lab_id=\$http_x_lab_req user_agent="\$http_user_agent"';"
+    echo "  access_log $dir/access.log lab;"
+    for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $dir/tmp/$t;"; done
+    echo "  keepalive_timeout ${ka}s;"
+    echo "  server {"
+    echo "    listen $S_IP:$port;"
+    echo "    location = /health { default_type application/json; return 200 '{\"ok\":true}'; }"
+    echo "  }"
+    echo "}"
+  } >"$dir/nginx.conf"
+}
+
 wait_listen() {  # ns port pid errfile: wait for the listening socket without connecting to it
   local ns=$1 port=$2 pid=$3 err=$4
   for _ in $(seq 100); do
@@ -146,7 +197,7 @@ record() {
   local SCENARIO=$1
   local OUT="$ROOT/captures/lab/$SCENARIO"
   local PORT SERVER_PORT ACTION="reject" CT_TIMEOUT="" DROP_SYN=0 CLIENT_ARGS=() SERVER_CMD=()
-  local POST_WAIT=1 DESCRIPTION="" ZW=0
+  local POST_WAIT=1 DESCRIPTION="" ZW=0 SERVER_KIND=app CLIENT_KIND=py NETEM_MS="" EVENT="" KA=60 NGINX_KA=2
   case "$SCENARIO" in
     middlebox-rst)
       PORT=8401; CT_TIMEOUT=3; ACTION=reject
@@ -168,18 +219,48 @@ record() {
       PORT=8405; ZW=1; POST_WAIT=3
       CLIENT_ARGS=(--mode upload --body-bytes 2000000)
       DESCRIPTION="The server accepts and never reads (SO_RCVBUF 4096); the client POSTs a 2 MB body: the server's window drops to 0, the client's kernel sends zero-window probes, requests gives up after its timeout (the socket timeout during the body upload is the connect timeout, 5 s)." ;;
+    dead-peer)
+      PORT=8406; EVENT=vanish; POST_WAIT=1
+      CLIENT_ARGS=(--mode probe --keepidle 2 --keepintvl 1 --keepcnt 3 --watch 20)
+      DESCRIPTION="The client sets TCP keep-alive on its socket (SO_KEEPALIVE, TCP_KEEPIDLE 2 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 3), makes one GET /health on a keep-alive connection and stays idle. 0.5 s after the response the server's host vanishes from the network (its link goes down: ip -n ssc-server link set s0 down). The client kernel's keep-alive probes go unanswered; after 3 probes it gives up: it sends an RST and the socket errors with ETIMEDOUT." ;;
+    server-killed)
+      PORT=8407; EVENT=kill; POST_WAIT=1
+      CLIENT_ARGS=(--mode concurrent --parallel 3 --path "/exec?seconds=10" --pipelined --pipelined-body-bytes 4096)
+      DESCRIPTION="Three concurrent POST /exec (10 s) from three requests.Sessions (threads), plus a fourth connection from a plain socket that pipelines a second POST behind its first (uvicorn stops reading while the first is served, so the second's 4096-byte body stays unread in the server's receive queue). About 2 s after the requests were sent the server process is killed with SIGKILL: its kernel closes all its sockets at the same instant, with a FIN, or an RST where unread data was left." ;;
+    keepalive-race)
+      PORT=8408; SERVER_KIND=nginx; CLIENT_KIND=node; NETEM_MS=50; POST_WAIT=1
+      CLIENT_ARGS=(--mode race --reuse-after-ms $((NGINX_KA * 1000 - 50)))
+      DESCRIPTION="nginx (keepalive_timeout ${NGINX_KA}s) and a Node node:http client with an http.Agent({keepAlive: true}); the router delays each direction by 50 ms (tc netem, or an NFQUEUE delay line where the kernel has no netem: RTT +100 ms). GET /health (200), then the same request on the pooled socket $((NGINX_KA * 1000 - 50)) ms after the response ended: sent just as nginx's keep-alive timer closes the connection, so it crosses nginx's FIN on the wire; the server's kernel answers the request with an RST, the client sees 'socket hang up' (ECONNRESET)." ;;
+    undici-idle-close)
+      PORT=8409; CLIENT_KIND=node; POST_WAIT=1
+      CLIENT_ARGS=(--mode fetch --requests 2 --gap-ms 200 --linger-ms 7000)
+      DESCRIPTION="Node 20's built-in fetch (undici) against uvicorn (keep-alive 60 s): two GET /health on one pooled connection, then the process stays alive 7 s with nothing to do; undici closes the idle socket by itself after its keepAliveTimeout (4 s): a client FIN with nothing outstanding. Nothing failed (a look-alike of a client timeout)." ;;
+    node-http-timeout)
+      PORT=8410; CLIENT_KIND=node; POST_WAIT=1
+      CLIENT_ARGS=(--mode timeout --requests 2 --timeout-ms 3000 --path /exec)
+      DESCRIPTION="Node's node:http (http.globalAgent) POSTs to /exec (the server takes 10 s) with req.setTimeout(3000, () => req.destroy()): 3 s after the request's last byte the client destroys the socket (FIN) and sees 'socket hang up'. Twice, one connection each." ;;
   esac
   SERVER_PORT=${SERVER_PORT:-$PORT}
-  CLIENT_ARGS+=(--host $S_IP --port $PORT --source-ip $C_IP --connect-timeout 5 --read-timeout 8)
-  if [[ $ZW -eq 1 ]]; then
-    SERVER_CMD=("$PY" "$HERE/paths/sink.py" --host $S_IP --port $SERVER_PORT --rcvbuf 4096 --hold 20)
+  local CLIENT_CMD
+  if [[ $CLIENT_KIND == node ]]; then
+    CLIENT_ARGS+=(--host $S_IP --port $PORT)
+    CLIENT_CMD=("$(command -v node)" "$HERE/paths/nodeclient.js" "${CLIENT_ARGS[@]}")
   else
-    SERVER_CMD=("$PY" "$HERE/server/app.py" --host $S_IP --port $SERVER_PORT --keep-alive-timeout 60)
+    CLIENT_ARGS+=(--host $S_IP --port $PORT --source-ip $C_IP --connect-timeout 5 --read-timeout 8)
+    CLIENT_CMD=("$PY" "$HERE/paths/client.py" "${CLIENT_ARGS[@]}")
   fi
 
   mkdir -p "$OUT"
   rm -f "$OUT"/{client.pcap,server.pcap,client.log,server.log,router.log,truth.json}
   WORK="$(mktemp -d)"
+  if [[ $ZW -eq 1 ]]; then
+    SERVER_CMD=("$PY" "$HERE/paths/sink.py" --host $S_IP --port $SERVER_PORT --rcvbuf 4096 --hold 20)
+  elif [[ $SERVER_KIND == nginx ]]; then
+    nginx_conf "$WORK/nginx" "$SERVER_PORT" "$NGINX_KA"
+    SERVER_CMD=("$(command -v nginx)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log")
+  else
+    SERVER_CMD=("$PY" "$HERE/server/app.py" --host $S_IP --port $SERVER_PORT --keep-alive-timeout $KA)
+  fi
   topo_up
 
   # ---------------------------------------------------------------- router policy
@@ -206,6 +287,25 @@ record() {
     ct_tcp_loose="$(inr sysctl -n net.netfilter.nf_conntrack_tcp_loose)" \
     ct_tcp_be_liberal="$(inr sysctl -n net.netfilter.nf_conntrack_tcp_be_liberal)" \
     ruleset="$(inr nft list ruleset)" >>"$OUT/router.log"
+  if [[ -n "$NETEM_MS" ]]; then
+    # A WAN-like path: each direction delayed by the router (forwarded packets only).
+    if inr tc qdisc add dev r0 root netem delay "${NETEM_MS}ms" 2>"$WORK/netem.err"; then
+      inr tc qdisc add dev r1 root netem delay "${NETEM_MS}ms"
+      logline router netem delay_each_way_ms="$NETEM_MS" rtt_added_ms=$((2 * NETEM_MS)) \
+        r0="$(inr tc qdisc show dev r0 | head -1)" r1="$(inr tc qdisc show dev r1 | head -1)" >>"$OUT/router.log"
+    else
+      # No sch_netem in this kernel: the same delay from a userspace holder on NFQUEUE
+      # (lab/paths/delayline.py); the kernel still forwards every packet itself.
+      ip netns exec $NS_R "$PY" "$HERE/paths/delayline.py" --queue 0 --delay-ms "$NETEM_MS" --max-seconds 120 \
+        >"$WORK/delay.log" 2>"$WORK/delay.err" &
+      PIDS+=($!)
+      wait_log "$WORK/delay.log" "delay_line_start" 1 10 || { cat "$WORK/delay.err" >&2; return 1; }
+      inr iptables -A FORWARD -p tcp --dport "$PORT" -j NFQUEUE --queue-num 0
+      inr iptables -A FORWARD -p tcp --sport "$PORT" -j NFQUEUE --queue-num 0
+      logline router delay_line delay_each_way_ms="$NETEM_MS" rtt_added_ms=$((2 * NETEM_MS)) method=nfqueue \
+        netem_error="$(head -c 200 "$WORK/netem.err")" rules="$(inr iptables -S FORWARD | paste -sd'|' -)" >>"$OUT/router.log"
+    fi
+  fi
   # Background jobs started with `ip netns exec` directly (it execs the command), so $! is
   # the process itself, not a subshell.
   ip netns exec $NS_R stdbuf -oL conntrack -E -p tcp -o timestamp >"$WORK/ct.raw" 2>"$WORK/ct.err" &
@@ -219,6 +319,12 @@ record() {
 
   # ---------------------------------------------------------------- server, captures, client
   # Append mode: the script adds lines to server.log while the server is still writing.
+  if [[ $SERVER_KIND == nginx ]]; then
+    # nginx writes its own logs (access.log in the lab's key=value shape, $msec first);
+    # they become server.log lines after the run (routerlog.py nginx).
+    logline server server_start impl="nginx $(nginx -v 2>&1 | sed 's#.*nginx/##')" host=$S_IP port=$SERVER_PORT \
+      keep_alive_timeout=$NGINX_KA config="$(cat "$WORK/nginx/nginx.conf")" >>"$OUT/server.log"
+  fi
   ip netns exec $NS_S "${SERVER_CMD[@]}" >>"$OUT/server.log" 2>"$WORK/server.err" &
   local SERVER_PID=$!
   PIDS+=($SERVER_PID)
@@ -226,20 +332,54 @@ record() {
   logline server listening ports="$(ins ss -Hltn | awk '{print $4}' | paste -sd, -)" >>"$OUT/server.log"
 
   local FILTER="tcp port $PORT"
+  # dead-peer: also the ICMP errors the router sends back when it cannot reach the host
+  [[ $EVENT == vanish ]] && FILTER="tcp port $PORT or icmp"
   start_tcpdump $NS_C c0 "$OUT/client.pcap" "$WORK/tcpdump-c.err" "$FILTER"
   start_tcpdump $NS_S s0 "$OUT/server.pcap" "$WORK/tcpdump-s.err" "$FILTER"
   sleep 0.3
 
-  local CLIENT_CMD=("$PY" "$HERE/paths/client.py" "${CLIENT_ARGS[@]}")
   local k="net.ipv4"
   logline client kernel release="$(uname -r)" \
     tcp_syn_retries="$(inc sysctl -n $k.tcp_syn_retries)" tcp_syn_linear_timeouts="$(inc sysctl -n $k.tcp_syn_linear_timeouts 2>/dev/null || echo -)" \
     tcp_retries2="$(inc sysctl -n $k.tcp_retries2)" tcp_orphan_retries="$(inc sysctl -n $k.tcp_orphan_retries)" \
-    tcp_wmem="$(inc sysctl -n $k.tcp_wmem | tr -s '\t ' ' ')" tcp_congestion_control="$(inc sysctl -n $k.tcp_congestion_control)" >"$OUT/client.log"
+    tcp_wmem="$(inc sysctl -n $k.tcp_wmem | tr -s '\t ' ' ')" tcp_congestion_control="$(inc sysctl -n $k.tcp_congestion_control)" \
+    tcp_keepalive_time="$(inc sysctl -n $k.tcp_keepalive_time)" tcp_keepalive_intvl="$(inc sysctl -n $k.tcp_keepalive_intvl)" \
+    tcp_keepalive_probes="$(inc sysctl -n $k.tcp_keepalive_probes)" >"$OUT/client.log"
   echo "[$SCENARIO] recording port $PORT ..." >&2
   ip netns exec $NS_C timeout 60 "${CLIENT_CMD[@]}" >>"$OUT/client.log" 2>"$WORK/client.err" &
   local CLIENT_PID=$!
   PIDS+=($CLIENT_PID)
+
+  # ---------------------------------------------------------------- the scenario's event
+  local t0
+  if [[ $EVENT == vanish ]]; then
+    # The server's host drops off the network 0.5 s after the client got its response:
+    # its only link goes down (as a pulled cable or a powered-off VM). The router keeps
+    # its route and neighbour entry and forwards into a dead link.
+    wait_log "$OUT/client.log" " client response " 1 15
+    nap 0.5
+    t0=$(now_iso)
+    ip -n $NS_S link set s0 down
+    logline server host_vanished command="ip -n $NS_S link set s0 down" started_at="$t0" \
+      link="$(ip -n $NS_S -br link show s0 | tr -s ' ')" >>"$OUT/server.log"
+    logline router server_link_down dev=r1 started_at="$t0" link="$(inr ip -br link show r1 | tr -s ' ')" \
+      neigh="$(inr ip neigh show dev r1 | paste -sd'|' -)" >>"$OUT/router.log"
+  elif [[ $EVENT == kill ]]; then
+    # About 2 s after the requests left (the pipelined body is sent last, 0.6 s after them).
+    wait_log "$OUT/client.log" " client raw_send .*what=body" 1 15
+    nap 1.4
+    logline server kernel_sockets_before_kill note="ss in ssc-server just before the SIGKILL (Recv-Q = unread bytes)" \
+      ss="$(ins ss -tnoiH state all "( sport = :$SERVER_PORT )" | ss_join)" >>"$OUT/server.log"
+    t0=$(now_iso)
+    local src=0
+    { kill -KILL "$SERVER_PID"; wait "$SERVER_PID"; } 2>/dev/null || src=$?   # (no "Killed" job notice)
+    local t1; t1=$(now_iso)
+    logline server kill signal=SIGKILL pid="$SERVER_PID" sent_at="$t0" note="time taken just before kill(2)" >>"$OUT/server.log"
+    logline server killed pid="$SERVER_PID" exit_status="$src" sent_at="$t0" reaped_at="$t1" >>"$OUT/server.log"
+    local p keep=(); for p in "${PIDS[@]}"; do [[ $p == "$SERVER_PID" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+  fi
+
   local rc=0; wait $CLIENT_PID || rc=$?
   local p keep=(); for p in "${PIDS[@]}"; do [[ $p == "$CLIENT_PID" ]] || keep+=("$p"); done
   PIDS=("${keep[@]}")  # reaped: never signal that pid again
@@ -249,15 +389,30 @@ record() {
   nap "$POST_WAIT"
   logline client kernel_sockets note="ss in ssc-client after the client exited" \
     ss="$(inc ss -tnoiH state all "( dport = :$PORT )" | ss_join)" >>"$OUT/client.log"
+  if [[ $EVENT == vanish ]]; then
+    # nstat -s: read only, no history file written
+    logline client kernel_counters note="nstat in ssc-client (absolute)" \
+      counters="$(inc nstat -asz IcmpInDestUnreachs TcpExtOutOfWindowIcmps TcpExtTCPKeepAlive TcpExtTCPAbortOnTimeout TcpOutRsts 2>/dev/null | awk 'NR>1{print $1"="$2}' | paste -sd, -)" >>"$OUT/client.log"
+  fi
   logline server kernel_sockets note="ss in ssc-server before stopping the captures" \
     ss="$(ins ss -tnoiH state all "( sport = :$SERVER_PORT )" | ss_join)" >>"$OUT/server.log"
   inr nft -j list ruleset | "$PY" "$HERE/paths/routerlog.py" counters >"$WORK/counters.log"
+  if [[ $EVENT == vanish ]]; then
+    logline router server_link_stats dev=r1 note="forwarded into the dead link: TX dropped" \
+      stats="$(inr ip -s -s link show r1 | tr -s ' ' | paste -sd'|' -)" neigh="$(inr ip neigh show dev r1 | paste -sd'|' -)" \
+      >>"$WORK/counters.log"
+  fi
 
   # Stop the captures before the server: closing its sockets would put FINs (and the
   # router's answers to them) into the captures.
   stop_pids
   grep -hE "packets (captured|received|dropped)" "$WORK"/tcpdump-*.err | sed "s/^/[$SCENARIO] tcpdump: /" >&2 || true
+  if [[ $SERVER_KIND == nginx ]]; then
+    "$PY" "$HERE/paths/routerlog.py" nginx "$WORK/nginx/access.log" "$WORK/nginx/error.log" >>"$OUT/server.log"
+    sort -s -k1,1 -o "$OUT/server.log" "$OUT/server.log"
+  fi
   { "$PY" "$HERE/paths/routerlog.py" conntrack "$WORK/ct.raw"; cat "$WORK/counters.log"; } >>"$OUT/router.log"
+  [[ -f "$WORK/delay.log" ]] && cat "$WORK/delay.log" >>"$OUT/router.log"
   sort -s -k1,1 -o "$OUT/router.log" "$OUT/router.log"
 
   topo_down

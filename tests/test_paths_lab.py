@@ -83,3 +83,81 @@ def test_a_zero_window_stall_names_the_receiver_that_stopped_reading(point: str)
     assert ev["receiver"] == "server" and ev["sender"] == "client" and not ev["reopened"]
     assert ev["first_frame"] == 13 and ev["window_probes"] == 5 and 6.8 < ev["stalled_s"] < 6.82
     assert "POST /upload" in f["summary"] and "no FIN or RST" in ev["ended"]
+
+
+def _kinds(found: list[dict]) -> list[str]:
+    return sorted(f["kind"] for f in found)
+
+
+@pytest.mark.skipif(not (LAB / "dead-peer" / "client.pcap").exists(), reason="no dead-peer recording")
+def test_a_dead_peer_is_named_from_the_unanswered_keepalive_probes():
+    truth = json.loads((LAB / "dead-peer" / "truth.json").read_text())
+    (conn,) = truth["connections"]
+    found = _diagnose(LAB / "dead-peer" / "client.pcap")
+    (f,) = found
+    ev = f["evidence"]
+    # the truth: TCP_KEEPIDLE 2 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 3; errno 110 on the idle socket
+    assert conn["killed_by"] == "server_host_gone" and "TCP_KEEPCNT 3" in conn["why"][0]
+    assert f["kind"] == "dead_peer" and f["severity"] == "error" and f["request_index"] is None
+    assert ev["prober"] == "client" and ev["probes"] == 3
+    assert (ev["first_probe_frame"], ev["last_probe_frame"], ev["prober_rst_frame"]) == (10, 12, 13)
+    assert 1.9 < ev["peer_quiet_before_s"] < 2.1 and 0.95 < ev["interval_s"] < 1.1
+    # the prober's RST is its kernel giving up: neither a close kind nor a timer sample
+    assert "client_abort" not in _kinds(found) and "gave up" in ev["ended"]
+    # the server's host left the network: its capture has the healthy exchange only
+    assert _diagnose(LAB / "dead-peer" / "server.pcap") == []
+
+
+@pytest.mark.skipif(not (LAB / "server-killed" / "client.pcap").exists(), reason="no server-killed recording")
+@pytest.mark.parametrize("point", ["client", "server"])
+def test_a_killed_server_is_one_event_with_its_rst_for_unread_data(point: str):
+    truth = json.loads((LAB / "server-killed" / "truth.json").read_text())
+    ports = set(truth["summary"]["killed_client_ports"])
+    found = _diagnose(LAB / "server-killed" / f"{point}.pcap")
+    assert _kinds(found) == ["server_abort"] * 4
+    assert {int(f["evidence"]["client"].rsplit(":", 1)[1]) for f in found} == ports
+    for f in found:
+        grp = f["evidence"]["closed_together"]
+        assert grp["count"] == 4 and grp["span_ms"] < 1.0 and "process died" in f["summary"]
+        assert "inferred_timeout_s" not in f["evidence"]       # one moment, not one idle time
+    # the connection whose socket held unread data (ss: Recv-Q 4096) was reset, the others closed
+    unread = [c["client_port"] for c in truth["connections"] if "Recv-Q 4096" in c["why"][0]]
+    rst = [f for f in found if f["evidence"]["close_kind"] == "RST"]
+    assert [int(f["evidence"]["client"].rsplit(":", 1)[1]) for f in rst] == unread
+    assert "unread" in rst[0]["evidence"]["cause"]
+
+
+@pytest.mark.skipif(not (LAB / "keepalive-race" / "client.pcap").exists(), reason="no keepalive-race recording")
+@pytest.mark.parametrize("point", ["client", "server"])
+def test_the_keepalive_race_is_the_same_story_at_both_points(point: str):
+    """Beside the client the request goes out 46.7 ms before nginx's FIN arrives; beside the
+    server the FIN leaves before the request comes. Both: nginx's 2 s timer, no abort."""
+    truth = json.loads((LAB / "keepalive-race" / "truth.json").read_text())
+    (conn,) = truth["connections"]
+    found = _diagnose(LAB / "keepalive-race" / f"{point}.pcap")
+    assert _kinds(found) == ["server_idle_close", "stale_reuse"]
+    close = next(f for f in found if f["kind"] == "server_idle_close")
+    assert abs(close["evidence"]["idle_s"] - conn["server_keepalive_timeout_s"]) < 0.01
+    stale = next(f for f in found if f["kind"] == "stale_reuse")
+    assert stale["request_index"] == 2
+    assert stale["evidence"]["crossed"] is (point == "client")
+    if point == "client":
+        assert 0.040 < stale["evidence"]["fin_after_request_s"] < conn["path_delay_each_way_ms"] / 1000
+        assert "crossed on the wire" in stale["summary"]
+
+
+@pytest.mark.skipif(not (LAB / "undici-idle-close" / "client.pcap").exists(), reason="no undici recording")
+@pytest.mark.parametrize("point", ["client", "server"])
+def test_undicis_idle_close_is_information_and_never_a_failure(point: str):
+    found = _diagnose(LAB / "undici-idle-close" / f"{point}.pcap")
+    (f,) = found
+    assert f["kind"] == "client_idle_close" and f["severity"] == "info" and f["request_index"] is None
+    assert f["evidence"]["inferred_timeout_s"] == 4.0 and 4.0 < f["evidence"]["idle_s"] < 4.01
+    assert "nothing failed" in f["summary"]
+
+
+@pytest.mark.skipif(not (LAB / "node-http-timeout" / "client.pcap").exists(), reason="no node:http recording")
+def test_node_http_request_timeout_is_a_client_timer():
+    found = [f for f in _diagnose(LAB / "node-http-timeout" / "client.pcap") if f["kind"] != "root_cause_hint"]
+    assert _kinds(found) == ["client_idle_timeout"] * 2
+    assert {f["evidence"]["inferred_timeout_s"] for f in found} == {3.0}

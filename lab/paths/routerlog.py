@@ -5,13 +5,18 @@
   routerlog.py conntrack RAW                         `conntrack -E -o timestamp` output -> ct_event lines
   routerlog.py counters                              `nft -j list ruleset` on stdin -> rule_counter lines
                                                      (rules identified by their comment)
+  routerlog.py nginx ACCESS_LOG [ERROR_LOG]          nginx's own logs -> server.log lines: the access
+                                                     log (log_format lab: $msec first) as `request`
+                                                     events, error-log lines as `nginx_error_log`
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import time
 from datetime import datetime, timezone
 
 
@@ -67,6 +72,34 @@ def counters() -> None:
                                             "packets": packets, "bytes": bytes_})
 
 
+TOKEN = re.compile(r'(\w+)=("[^"]*"|\S*)')
+ERRLOG = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(\w+)\] (\d+)#\d+: (.*)$")
+
+
+def nginx(access: str, error: str | None) -> None:
+    for line in open(access, encoding="utf-8", errors="replace") if os.path.exists(access) else []:
+        head, _, rest = line.strip().partition(" ")
+        event, _, rest = rest.partition(" ")
+        try:
+            t = float(head)
+        except ValueError:
+            continue
+        fields = {}
+        for k, v in TOKEN.findall(rest):
+            v = v[1:-1] if v.startswith('"') else v
+            fields[k] = None if v in ("-", "") else v
+        # $msec is the time nginx wrote the log line: after the response was sent
+        emit(iso(t), "server", event, {**fields, "ts_source": "nginx $msec (ms)"})
+    if error and os.path.exists(error):
+        for line in open(error, encoding="utf-8", errors="replace"):
+            m = ERRLOG.match(line.strip())
+            if not m:
+                continue
+            t = time.mktime(time.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"))  # nginx writes local time
+            emit(iso(t), "server", "nginx_error_log", {"level": m.group(2), "pid": m.group(3),
+                                                      "text": m.group(4), "ts_precision_s": 1})
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -79,6 +112,8 @@ def main(argv: list[str]) -> int:
         conntrack(argv[1])
     elif argv[0] == "counters":
         counters()
+    elif argv[0] == "nginx":
+        nginx(argv[1], argv[2] if len(argv) > 2 else None)
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -12,6 +12,21 @@ Per connection and expected verdict:
   syn_unanswered     client.pcap: >= 2 SYNs, no SYN/ACK, no RST; server.pcap: no packet of the flow
   zero_window_stall  both: the server advertises window 0, the client sends zero-length probes
                      after it, no FIN/RST
+  dead_peer          client.pcap: after the last payload, >= TCP_KEEPCNT client segments tshark flags
+                     tcp.analysis.keep_alive, the first TCP_KEEPIDLE after the last packet, then
+                     TCP_KEEPINTVL apart, then the client's RST; nothing from the server after the
+                     vanish (router log time); server.pcap: nothing at all after the vanish
+  server_abort       server.pcap: the server's first FIN/RST is of the kind the truth expects (RST
+                     where it left data unread), with the client's request unanswered; and all the
+                     server's closes of the connections killed together within KILL_SPREAD_S (5 ms;
+                     typically ~0.13 ms) of each other
+  stale_reuse        server.pcap: the server's FIN, then the client's reused request arriving after
+                     it, answered by the server's RST; client.pcap: the request left before the FIN
+                     arrived; an earlier request on the connection was answered
+  client_idle_close  both: the first FIN is the client's, the last payload before it is the server's
+                     answer (nothing outstanding), idle before it within the client's timer (+1 s)
+  client_idle_timeout both: the first FIN is the client's, the last payload before it is the client's
+                     request (no answer), idle before it = the client's timeout (+-0.2 s)
 
 usage: python lab/paths/verify.py captures/lab/middlebox-rst [more dirs...]   (exit 1 on a mismatch)
 """
@@ -21,16 +36,37 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.ttl", "ip.id", "tcp.srcport", "tcp.dstport",
           "tcp.flags.syn", "tcp.flags.ack", "tcp.flags.fin", "tcp.flags.reset", "tcp.seq_raw", "tcp.len",
           "tcp.window_size", "tcp.analysis.retransmission", "tcp.analysis.keep_alive",
-          "tcp.analysis.zero_window_probe"]
+          "tcp.analysis.zero_window_probe", "frame.time_epoch"]
+
+
+# server-killed: the kernel closes a killed process's sockets one after another (exit_files),
+# each FIN run through the routed path in the same context, and close_files() may reschedule
+# between descriptors: on the 2-CPU recording VM the woken client threads then run in between.
+# Recorded spreads: 0.11-0.14 ms typically, up to 1.8 ms. Anything in ms is "the same instant"
+# next to the 2 s the requests waited; 5 ms keeps re-recording from failing on a busy machine.
+KILL_SPREAD_S = 0.005
+
+
+def epoch(ts: str | None) -> float | None:
+    return None if not ts else datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def icmp_frames(pcap: Path) -> list[str]:
+    """ICMP in the capture (dead-peer's filter keeps it): frame, time, source, type/code."""
+    out = subprocess.run(["tshark", "-r", str(pcap), "-n", "-Y", "icmp", "-T", "fields", "-E", "separator=/",
+                          "-e", "frame.number", "-e", "frame.time_relative", "-e", "ip.src", "-e", "icmp.type",
+                          "-e", "icmp.code"], check=True, capture_output=True, text=True).stdout
+    return out.split()
 
 
 def packets(pcap: Path, client_port: int):
-    cmd = ["tshark", "-r", str(pcap), "-n", "-Y", f"tcp.port=={client_port}", "-T", "fields",
+    cmd = ["tshark", "-r", str(pcap), "-n", "-Y", f"tcp.port=={client_port} && !icmp", "-T", "fields",
            "-E", "separator=\t", "-E", "occurrence=f"]
     for f in FIELDS:
         cmd += ["-e", f]
@@ -43,7 +79,7 @@ def packets(pcap: Path, client_port: int):
                      "from_client": int(v[5]) == client_port, "syn": b(v[7]), "ack": b(v[8]), "fin": b(v[9]),
                      "rst": b(v[10]), "seq": int(v[11] or 0), "len": int(v[12] or 0),
                      "win": int(v[13]) if v[13] else None, "retrans": bool(v[14]),
-                     "probe": bool(v[15]) or bool(v[16])})
+                     "probe": bool(v[15]) or bool(v[16]), "ka": bool(v[15]), "epoch": float(v[17])})
     return rows
 
 
@@ -127,6 +163,124 @@ def check_conn(d: Path, c: dict) -> list[str]:
                                  f"at {[round(p['t'], 3) for p in probes]} s")
                 if any(p["fin"] or p["rst"] for p in rows):
                     problems.append(f"{name}: FIN/RST present")
+        elif verdict == "dead_peer":
+            ka = c.get("keepalive") or {}
+            idle, intvl, cnt = ka.get("tcp_keepidle_s"), ka.get("tcp_keepintvl_s"), ka.get("tcp_keepcnt")
+            gone = epoch(c.get("server_vanished_at"))
+            data = [p for p in cl if p["len"]]
+            last = data[-1] if data else None
+            after = [p for p in cl if last and p["frame"] > last["frame"]]
+            quiet_from = max((p["t"] for p in cl if last and p["frame"] <= last["frame"] + 1), default=0)
+            probes = [p for p in after if p["from_client"] and p["ka"]]
+            rst = [p for p in after if p["from_client"] and p["rst"]]
+            gaps = [round(b["t"] - a["t"], 3) for a, b in zip(probes, probes[1:])]
+            if len(probes) < (cnt or 1):
+                problems.append(f"client.pcap: {len(probes)} keep-alive probes (tcp.analysis.keep_alive), want {cnt}")
+            else:
+                first_after = probes[0]["t"] - quiet_from
+                if idle is not None and abs(first_after - idle) > 0.3:
+                    problems.append(f"first probe {first_after:.3f} s after the last packet, TCP_KEEPIDLE is {idle}")
+                if intvl is not None and any(abs(g - intvl) > 0.3 for g in gaps):
+                    problems.append(f"probe gaps {gaps} s, TCP_KEEPINTVL is {intvl}")
+            if not rst:
+                problems.append("client.pcap: no RST from the client after the probes")
+            if gone is not None:
+                late = [p for p in cl if not p["from_client"] and p["epoch"] > gone]
+                if late:
+                    problems.append(f"client.pcap: server packets after the vanish: frames {fr(late)}")
+                slate = [p for p in sv if p["epoch"] > gone]
+                if slate:
+                    problems.append(f"server.pcap: packets after the vanish: frames {fr(slate)}")
+            if any(p["from_client"] is False and p["ka"] for p in cl):
+                problems.append("client.pcap: the server probed too")
+            icmp = icmp_frames(d / "client.pcap")
+            notes.append(f"client.pcap: last payload frame {last['frame'] if last else '-'} at "
+                         f"{last['t'] if last else 0:.3f} s; keep-alive probes frames {fr(probes)} at "
+                         f"{[round(p['t'], 3) for p in probes]} s (gaps {gaps}); client RST frame {fr(rst)} at "
+                         f"{[round(p['t'], 3) for p in rst]} s; server.pcap {len(sv)} packets, none after the "
+                         f"vanish; ICMP in client.pcap: {icmp or 'none'}")
+        elif verdict == "server_abort":
+            want = c.get("expected_server_close")
+            for name, rows in (("server.pcap", sv), ("client.pcap", cl)):
+                ends = [p for p in rows if not p["from_client"] and (p["fin"] or p["rst"])]
+                if not ends:
+                    problems.append(f"{name}: no FIN/RST from the server")
+                    continue
+                e = ends[0]
+                kind = "RST" if e["rst"] else "FIN"
+                if want and kind != want:
+                    problems.append(f"{name}: the server's first close is a {kind}, expected {want}")
+                answered = [p for p in rows if not p["from_client"] and p["len"] and p["t"] < e["t"]]
+                asked = [p for p in rows if p["from_client"] and p["len"] and p["t"] < e["t"]]
+                if not asked or answered:
+                    problems.append(f"{name}: {len(asked)} client payload segments, {len(answered)} server ones "
+                                    f"before the close (want a request with no answer)")
+                if name == "server.pcap":
+                    c["_server_close_epoch"] = e["epoch"]
+                notes.append(f"{name}: server {kind} frame {e['frame']} at {e['t']:.6f} s "
+                             f"({len(asked)} request segment(s), no answer)")
+        elif verdict == "stale_reuse":
+            sfin = [p for p in sv if not p["from_client"] and p["fin"]]
+            if not sfin:
+                problems.append("server.pcap: no FIN from the server")
+            else:
+                f = sfin[0]
+                req = [p for p in sv if p["from_client"] and p["len"] and p["t"] > f["t"]]
+                rst = [p for p in sv if not p["from_client"] and p["rst"] and req and p["t"] >= req[0]["t"]]
+                before = [p for p in sv if not p["from_client"] and p["len"] and p["t"] < f["t"]]
+                if not req:
+                    problems.append("server.pcap: no client request after the server's FIN")
+                elif not rst:
+                    problems.append("server.pcap: the request after the FIN got no RST")
+                if not before:
+                    problems.append("server.pcap: no answered request before the FIN")
+                if req and rst:
+                    notes.append(f"server.pcap: server FIN frame {f['frame']} at {f['t']:.6f} s; reused request "
+                                 f"frame {req[0]['frame']} arrives {req[0]['t'] - f['t']:.4f} s later; server RST "
+                                 f"frame {rst[0]['frame']} {rst[0]['t'] - req[0]['t']:.6f} s after it")
+            cfin = [p for p in cl if not p["from_client"] and p["fin"]]
+            creq = [p for p in cl if p["from_client"] and p["len"]]
+            if cfin and creq:
+                q = [p for p in creq if p["t"] < cfin[0]["t"]][-1:]
+                crst = [p for p in cl if not p["from_client"] and p["rst"]]
+                if not q or len(creq) < 2 or q[0] is creq[0]:
+                    problems.append("client.pcap: the reused request did not leave before the FIN arrived")
+                else:
+                    notes.append(f"client.pcap: reused request frame {q[0]['frame']} at {q[0]['t']:.6f} s; server "
+                                 f"FIN frame {cfin[0]['frame']} arrives {cfin[0]['t'] - q[0]['t']:.4f} s later; "
+                                 f"server RST frames {fr(crst)} at {[round(p['t'], 4) for p in crst]} s")
+            else:
+                problems.append("client.pcap: no server FIN or no request")
+        elif verdict in ("client_idle_close", "client_idle_timeout"):
+            for name, rows in (("client.pcap", cl), ("server.pcap", sv)):
+                fins = [p for p in rows if p["fin"] or p["rst"]]
+                if not fins or not fins[0]["from_client"] or fins[0]["rst"]:
+                    problems.append(f"{name}: the first FIN/RST is not a client FIN "
+                                    f"({'frame ' + str(fins[0]['frame']) if fins else 'none'})")
+                    continue
+                f = fins[0]
+                pay = [p for p in rows if p["len"] and p["t"] < f["t"]]
+                last = pay[-1] if pay else None
+                idle = f["t"] - last["t"] if last else None
+                if verdict == "client_idle_close":
+                    ok = last is not None and not last["from_client"]
+                    lim = (c.get("client_pool_keepalive_timeout_s") or 4.0)
+                    if not ok:
+                        problems.append(f"{name}: the last payload before the FIN is the client's (outstanding)")
+                    elif not (lim - 0.05 <= idle <= lim + 1.0):
+                        problems.append(f"{name}: idle before the FIN {idle:.3f} s, the pool timer is {lim} s")
+                    what = "server's answer"
+                else:
+                    ok = last is not None and last["from_client"]
+                    lim = c.get("client_timeout_s") or 0
+                    if not ok:
+                        problems.append(f"{name}: the last payload before the FIN is the server's (answered)")
+                    elif abs(idle - lim) > 0.2:
+                        problems.append(f"{name}: idle before the FIN {idle:.3f} s, the client's timeout is {lim} s")
+                    what = "client's request"
+                if last is not None:
+                    notes.append(f"{name}: last payload frame {last['frame']} ({what}) at {last['t']:.6f} s; client "
+                                 f"FIN frame {f['frame']} at {f['t']:.6f} s: {idle:.4f} s idle")
         else:
             problems.append(f"unknown verdict {verdict}")
     return problems, notes
@@ -144,12 +298,22 @@ def check(d: Path) -> bool:
         print(f"   port {c['client_port']} {c['expected_verdicts']} killed_by={c['killed_by']} -> {status}")
         for n in notes:
             print(f"      {n}")
+    together = [c for c in truth["connections"] if c.get("killed_together")]
+    if together:
+        closes = {c["client_port"]: c.get("_server_close_epoch") for c in together}
+        known = [t for t in closes.values() if t is not None]
+        spread = (max(known) - min(known)) if known else None
+        good = len(known) == len(together) and spread is not None and spread <= KILL_SPREAD_S
+        ok &= good
+        print(f"   killed together: server.pcap closes of ports {sorted(closes)} within "
+              f"{'-' if spread is None else f'{spread * 1e6:.0f} µs'} -> "
+              f"{'ok' if good else f'MISMATCH (want <= {KILL_SPREAD_S * 1e3:g} ms)'}")
     return ok
 
 
 def main(argv) -> int:
     dirs = [Path(a) for a in argv]
-    if not dirs:
+    if not dirs or any(a.startswith("-") for a in argv):
         print(__doc__, file=sys.stderr)
         return 2
     return 0 if all([check(d) for d in dirs]) else 1
