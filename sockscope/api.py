@@ -224,7 +224,7 @@ def load(
         tables = load_tables(str(name), tls_keylog=tls_keylog)
         gaps = tables.get("gaps", schema.empty(schema.GAP_COLUMNS))
         return Capture(str(name), tables["connections"], tables["requests"], gaps,
-                       tables.get("facts", {"engine": "tshark"}), min_gap_s)
+                       tables.get("facts", {"engine": "tshark"}), min_gap_s, tables.get("stalls"))
     if engine_name != "native":
         raise ValueError(f"unknown engine {engine_name!r}: use 'native' or 'tshark'")
     name, res = load_arrow(source, min_gap_s=min_gap_s, progress=progress, **kwargs)

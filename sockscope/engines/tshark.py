@@ -103,7 +103,7 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
-from sockscope.schema import CONNECTION_COLUMNS, REQUEST_COLUMNS, TS, frame_from_records
+from sockscope.schema import CONNECTION_COLUMNS, REQUEST_COLUMNS, STALL_COLUMNS, TS, frame_from_records
 
 __all__ = ["TsharkMissing", "TsharkFailed", "load_tables", "tshark_command", "FIELDS",
            "EXTRA_CONNECTION_COLUMNS", "EXTRA_REQUEST_COLUMNS"]
@@ -303,6 +303,18 @@ class _Side:
     # first few are kept: a message's first segment is always among the earliest.
     pending: dict[int, int] = field(default_factory=dict)
     last_msg_frame: int = 0
+    last_pkt_ns: int | None = None
+    # a zero-window stall this side advertises, and the peer's probes in it; a run of this
+    # side's keep-alive probes the peer has not answered (the native tracker's rules)
+    zw_ns: int | None = None
+    zw_frame: int = 0
+    zw_probes: int = 0
+    ka_ns: int | None = None
+    ka_frame: int = 0
+    ka_n: int = 0
+    ka_last_ns: int = 0
+    ka_last_frame: int = 0
+    ka_quiet_ns: int | None = None
 
     def unwrap(self, seq: int) -> int:
         if self.seq_ref is None:
@@ -325,6 +337,8 @@ class _Side:
 
 
 _PENDING_CAP = 64
+_STALL_FLOOR_NS = 200_000_000   # zero-window stalls that ended sooner are not kept (as native)
+_MAX_STALLS = 64                # per connection
 _LOG_LETTERS = {"T", "G", "W"}
 
 
@@ -388,6 +402,8 @@ class _Stream:
     exchanges: list[dict[str, Any]] = field(default_factory=list)
     # HTTP/2: stream id -> exchange under construction (bounded by open h2 streams).
     h2_open: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # (kind, side index, start ns, start frame, end ns, end frame, probes, resolved, quiet ns)
+    stalls: list[tuple[Any, ...]] = field(default_factory=list)
 
     def side_of(self, ip: str, port: int) -> int:
         for i, s in enumerate(self.sides):
@@ -557,6 +573,7 @@ class _Builder:
             _add_letter(st, si, side, "G")
         if win == 0 and not rst and not syn:
             _add_letter(st, si, side, "W")
+        self._stalls(st, si, side, frame, ts, syn, fin, rst, keepalive, win)
         if fin:
             if side.fin_frame is None:
                 side.fin_frame, side.fin_ns = frame, ts
@@ -610,6 +627,52 @@ class _Builder:
             self._http1(st, si, side, frame, ts, parts)
         if parts[37]:
             self._http2(st, si, frame, ts, parts)
+
+    @staticmethod
+    def _stalls(st: _Stream, si: int, side: _Side, frame: int, ts: int, syn: int, fin: int, rst: int,
+                keepalive: bool, win: int | None) -> None:
+        """Zero-window stalls and unanswered keep-alive runs, by the native tracker's rules;
+        a probe is what tshark flags ``tcp.analysis.keep_alive`` (Linux's window probes are
+        such segments too; a probe carrying one new byte past the window is not counted)."""
+        peer = st.sides[1 - si] if len(st.sides) == 2 else None
+        if peer is not None:
+            peer.ka_ns = None               # any packet answers the peer's keep-alive run
+        if not rst and not syn:
+            if keepalive and not fin:
+                if peer is not None and peer.zw_ns is not None:
+                    peer.zw_probes += 1
+                else:
+                    if side.ka_ns is None:
+                        side.ka_ns, side.ka_frame, side.ka_n = ts, frame, 0
+                        quiet = None if peer is None or peer.last_pkt_ns is None else ts - peer.last_pkt_ns
+                        side.ka_quiet_ns = quiet
+                    side.ka_n += 1
+                    side.ka_last_ns, side.ka_last_frame = ts, frame
+            if win == 0:
+                if side.zw_ns is None:
+                    side.zw_ns, side.zw_frame, side.zw_probes = ts, frame, 0
+            elif side.zw_ns is not None:
+                if ts - side.zw_ns >= _STALL_FLOOR_NS and len(st.stalls) < _MAX_STALLS:
+                    st.stalls.append(("zero_window", si, side.zw_ns, side.zw_frame, ts, frame,
+                                      side.zw_probes, True, None))
+                side.zw_ns = None
+        side.last_pkt_ns = ts
+
+    @staticmethod
+    def _open_stalls(st: _Stream) -> list[tuple[Any, ...]]:
+        """The stalls of a stream, with those still open at its end: the window never
+        reopened, the probes were never answered."""
+        out = list(st.stalls)
+        for si, side in enumerate(st.sides):
+            if len(out) >= _MAX_STALLS:
+                break
+            if side.zw_ns is not None:
+                out.append(("zero_window", si, side.zw_ns, side.zw_frame, max(st.end_ns, side.last_pkt_ns or 0),
+                            st.last_frame, side.zw_probes, False, None))
+            if side.ka_ns is not None:
+                out.append(("keepalive", si, side.ka_ns, side.ka_frame, side.ka_last_ns, side.ka_last_frame,
+                            side.ka_n, False, side.ka_quiet_ns))
+        return sorted(out[:_MAX_STALLS], key=lambda t: t[2])
 
     def _http1(self, st: _Stream, si: int, side: _Side, frame: int, ts: int, parts: list[str]) -> None:
         methods = _vals(parts[20])
@@ -786,6 +849,7 @@ class _Builder:
     def tables(self) -> dict[str, pd.DataFrame]:
         conns: list[dict[str, Any]] = []
         reqs: list[dict[str, Any]] = []
+        stalls: list[dict[str, Any]] = []
         for conn_id in sorted(self.streams):
             st = self.streams[conn_id]
             if len(st.sides) < 2:
@@ -803,6 +867,11 @@ class _Builder:
                 ended_by = f"{role[st.close_side]}_{st.close_kind.lower()}"
             rows = self._request_rows(st, ci, ended_by)
             reqs.extend(rows)
+            for kind, si, t0, f0, t1, f1, probes, resolved, quiet in self._open_stalls(st):
+                stalls.append({"conn_id": conn_id, "kind": kind, "side": role[si], "start": t0, "end": t1,
+                               "duration_s": (t1 - t0) / 1e9, "start_frame": f0, "end_frame": f1,
+                               "probes": probes, "resolved": resolved,
+                               "peer_quiet_before_s": None if quiet is None else quiet / 1e9})
             n_req = sum(1 for r in rows if r["outcome"] != "no_request")
             n_unans = sum(1 for r in rows if r["outcome"] in ("no_response", "partial_response"))
             conns.append(
@@ -864,7 +933,10 @@ class _Builder:
         # float64 holds NaN for "no payload before the close".
         connections["idle_before_close_s"] = connections["idle_before_close_s"].astype("float64")
         requests["ttfb_s"] = requests["ttfb_s"].astype("float64")
-        return {"connections": connections, "requests": requests}
+        stall_table = _typed(stalls, STALL_COLUMNS)
+        for col in ("duration_s", "peer_quiet_before_s"):
+            stall_table[col] = stall_table[col].astype("float64")
+        return {"connections": connections, "requests": requests, "stalls": stall_table}
 
     @staticmethod
     def _request_rows(st: _Stream, ci: int, ended_by: str) -> list[dict[str, Any]]:
