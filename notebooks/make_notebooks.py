@@ -112,6 +112,51 @@ print("Open in Wireshark with:", cap.findings.query("kind == 'client_idle_timeou
 report = cap.report(os.path.join(tempfile.mkdtemp(), "incident.html"))
 assert "client_idle_timeout" in report.html
 report'''),
+        *which_death(),
+    ]
+
+
+def which_death() -> list:
+    """The "which death is this?" section: one error message, several causes; the packets decide."""
+    return [
+        _md("""
+## Which death is this?
+
+`socket hang up`, `ECONNRESET`, `Connection reset by peer`, `RemoteDisconnected`: the client's
+error cannot tell a server's reset from a router's, a dead host from a slow one. The packets
+can. This recording went through a router whose conntrack entry for the connection expired
+while it sat idle in the pool; Python `requests` reported the next request's failure as
+`ConnectionResetError(104, 'Connection reset by peer')`, exactly as if the server had reset it
+(`captures/lab/middlebox-rst/`: the same connection captured beside the client and beside the
+server; `lab/PATHS.md` tells how it was recorded).
+"""),
+        _code('''mb = sockscope.load(ROOT / "captures/lab/middlebox-rst/client.pcap")
+mb.findings[["kind", "severity", "conn_id", "request_index", "summary"]]'''),
+        _md("""
+The RST claims the server's address. Everything the server really sent reached the client
+one hop away (IP TTL 63); the RST arrived with TTL 64, so it was made one hop closer: by the
+router. Its IP-ID 0 fits a forgery too, but Linux also sends its own RSTs with IP-ID 0, so
+sockscope notes it and never rests on it.
+"""),
+        _code('''mb.connections[["conn_id", "closed_by", "close_kind", "close_frame", "server_ttl_min",
+                "server_ttl_max", "server_rst_ttl", "server_rst_ip_id", "server_ip_id_before_rst"]]'''),
+        _code('''f = mb.findings.query("kind == 'middlebox_rst'").iloc[0]
+for sig in f["evidence"]["signals"]:
+    print(sig["signal"], "->", sig["verdict"])
+print("confidence:", f["evidence"]["confidence"])
+print("Wireshark:", f["display_filter"])'''),
+        _md("The capture beside the server settles it: the failed request never arrived there, and the server sent no RST."),
+        _code('''at_server = sockscope.load(ROOT / "captures/lab/middlebox-rst/server.pcap")
+at_server.connections[["conn_id", "requests", "closed_by", "close_kind", "server_rst_frame"]]'''),
+        _code('''assert list(mb.findings["kind"]) == ["middlebox_rst"], "the router, and nobody else, is blamed"
+assert at_server.findings.empty and at_server.connections["server_rst_frame"].isna().all()'''),
+        _md("""
+The other deaths the lab recorded each have their own finding: `silent_drop` (the router
+dropped instead), `dead_peer` (keep-alive probes unanswered), `zero_window_stall`,
+`server_abort` grouped when a killed process closed several sockets in the same millisecond,
+`stale_reuse` for the keep-alive race, and `client_idle_close` (information only) for a pool
+retiring an idle socket. The README's table lists them with the capture behind each.
+"""),
     ]
 
 
