@@ -5,6 +5,7 @@ router's logs) says, and must never blame an endpoint for what the router did.""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,20 @@ def test_node_http_request_timeout_is_a_client_timer():
     found = [f for f in _diagnose(LAB / "node-http-timeout" / "client.pcap") if f["kind"] != "root_cause_hint"]
     assert _kinds(found) == ["client_idle_timeout"] * 2
     assert {f["evidence"]["inferred_timeout_s"] for f in found} == {3.0}
+
+
+POINTS = [(s, p) for s in SCENARIOS for p in ("client", "server") if (s / f"{p}.pcap").stat().st_size > 24]
+
+
+@pytest.mark.skipif(not POINTS or shutil.which("tshark") is None, reason="no recordings, or no tshark")
+@pytest.mark.parametrize("scenario,point", POINTS, ids=lambda x: getattr(x, "name", x))
+def test_the_tshark_engine_gives_the_same_verdicts(scenario: Path, point: str):
+    """TTLs, IP-IDs, the unacknowledged flight and the stalls come from tshark's fields too:
+    the same findings on the same connections, so no engine accuses the server of a router's RST."""
+    pcap = scenario / f"{point}.pcap"
+    out = subprocess.run([sys.executable, "-m", "sockscope", "diagnose", "--engine", "tshark", "--json", str(pcap)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    tshark = sorted((f["kind"], f["conn_id"]) for f in json.loads(out.stdout))
+    native = sorted((f["kind"], f["conn_id"]) for f in _diagnose(pcap))
+    assert tshark == native

@@ -171,6 +171,10 @@ FIELDS: tuple[str, ...] = (
     "http.request",  # 39
     "http.response",  # 40
     "frame.protocols",  # 41: eth:ethertype:ip:gre:ip:tcp -- which IP layer is the innermost
+    "tcp.ack",  # 42: what the sender has received of the peer's data (relative)
+    "ip.ttl",  # 43: what a forged RST gives away (the innermost IP layer's, like the addresses)
+    "ip.id",  # 44
+    "ipv6.hlim",  # 45
 )
 _NF = len(FIELDS)
 # Separates several occurrences of one field in a frame. A control character that
@@ -208,6 +212,30 @@ EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {
     "data_after_close_by": _SIDES,
     "data_after_close_rst_ts": TS,
     "data_after_close_rst_frame": "Int64",
+    # the IP TTL / hop limit of each side's own packets (not its RSTs), and its first RST's
+    # TTL and IP-ID with the IP-ID of the packet before it (middlebox_rst)
+    "client_ttl_min": "Int64",
+    "client_ttl_max": "Int64",
+    "client_rst_ttl": "Int64",
+    "client_rst_ip_id": "Int64",
+    "client_ip_id_before_rst": "Int64",
+    "server_ttl_min": "Int64",
+    "server_ttl_max": "Int64",
+    "server_rst_ttl": "Int64",
+    "server_rst_ip_id": "Int64",
+    "server_ip_id_before_rst": "Int64",
+    # the flight of data each side sent that the peer had not acknowledged when the
+    # connection ended (silent drops; a FIN that crossed a request)
+    "client_unacked_since_ts": TS,
+    "client_unacked_since_frame": "Int64",
+    "client_unacked_retransmits": "Int64",
+    "client_unacked_bytes": "Int64",
+    "client_unacked_peer_quiet_s": "float64",
+    "server_unacked_since_ts": TS,
+    "server_unacked_since_frame": "Int64",
+    "server_unacked_retransmits": "Int64",
+    "server_unacked_bytes": "Int64",
+    "server_unacked_peer_quiet_s": "float64",
 }
 
 # Likewise for requests: the frames of each message (the analysis layer's evidence lists
@@ -304,6 +332,19 @@ class _Side:
     pending: dict[int, int] = field(default_factory=dict)
     last_msg_frame: int = 0
     last_pkt_ns: int | None = None
+    ttl_min: int | None = None
+    ttl_max: int | None = None
+    ip_id_last: int | None = None       # None: none yet or IPv6
+    rst_ttl: int | None = None
+    rst_ip_id: int | None = None
+    ip_id_before_rst: int | None = None
+    # this side's data as the peer acknowledged it: the end of its sequence space (a FIN
+    # counts one), the peer's highest ACK, and the flight not yet acknowledged
+    last_end: int | None = None
+    ack_hi: int | None = None
+    flight_ns: int | None = None
+    flight_frame: int = 0
+    flight_rexmit: int = 0
     # a zero-window stall this side advertises, and the peer's probes in it; a run of this
     # side's keep-alive probes the peer has not answered (the native tracker's rules)
     zw_ns: int | None = None
@@ -509,9 +550,11 @@ class _Builder:
         if parts[5] and _inner_ipv6(parts[41]):
             src, dst = _last(parts[5]), _last(parts[6])
             ipb = (_int(_last(parts[14])) or 0) + 40
+            ttl, ip_id = _int(_last(parts[45])), None
         else:
             src, dst = _last(parts[3]), _last(parts[4])
             ipb = _int(_last(parts[13])) or 0
+            ttl, ip_id = _int(_last(parts[43])), _int(_last(parts[44]))
         sport = _int(_vals(parts[7])[0]) if parts[7] else 0
         dport = _int(_vals(parts[8])[0]) if parts[8] else 0
         flags = (_int(_vals(parts[9])[0]) or 0) if parts[9] else 0
@@ -538,6 +581,13 @@ class _Builder:
         side.ip_bytes += ipb
 
         syn, fin, rst, ack = flags & _SYN, flags & _FIN, flags & _RST, flags & _ACK
+        if rst:
+            if side.rst_ttl is None and ttl is not None:
+                side.rst_ttl, side.rst_ip_id, side.ip_id_before_rst = ttl, ip_id, side.ip_id_last
+        elif ttl is not None:
+            side.ttl_min = ttl if side.ttl_min is None else min(side.ttl_min, ttl)
+            side.ttl_max = ttl if side.ttl_max is None else max(side.ttl_max, ttl)
+            side.ip_id_last = ip_id
         useq = side.unwrap(seq) if seq is not None else None
 
         # --- history letters and handshake facts
@@ -591,6 +641,8 @@ class _Builder:
             tlen > 0 and not keepalive and useq is not None
             and (side.seq_hi is None or useq + tlen > side.seq_hi)
         )
+        self._flight(st, si, side, frame, ts, useq, tlen, fin, rst, ack, advances, retx,
+                     _int(_vals(parts[42])[0]) if parts[42] else None)
         if tlen > 0 and useq is not None and not keepalive:
             end = useq + tlen
             side.seq_lo = useq if side.seq_lo is None else min(side.seq_lo, useq)
@@ -657,6 +709,46 @@ class _Builder:
                                       side.zw_probes, True, None))
                 side.zw_ns = None
         side.last_pkt_ns = ts
+
+    @staticmethod
+    def _flight(st: _Stream, si: int, side: _Side, frame: int, ts: int, useq: int | None, tlen: int,
+                fin: int, rst: int, ack: int, advances: bool, retx: bool, ack_no: int | None) -> None:
+        """The unacknowledged flight, by the native tracker's rule: it begins with new data
+        when none is outstanding and ends when the peer's ACK covers all this side sent."""
+        peer = st.sides[1 - si] if len(st.sides) == 2 else None
+        if peer is not None and ack and not rst and ack_no is not None:
+            if peer.ack_hi is None:
+                peer.ack_hi = ack_no
+            else:
+                diff = (ack_no - peer.ack_hi) % _TWO32
+                if diff < _TWO32 // 2:
+                    peer.ack_hi += diff
+            if peer.flight_ns is not None and peer.last_end is not None and peer.ack_hi >= peer.last_end:
+                peer.flight_ns = None
+        if useq is not None and not rst:
+            end = useq + tlen + (1 if fin else 0)
+            if side.last_end is None or end > side.last_end:
+                side.last_end = end
+        if advances and side.flight_ns is None:
+            side.flight_ns, side.flight_frame, side.flight_rexmit = ts, frame, 0
+        elif tlen > 0 and retx and side.flight_ns is not None:
+            side.flight_rexmit += 1
+
+    @staticmethod
+    def _unacked(side: _Side, peer: _Side, prefix: str) -> dict[str, Any]:
+        """The ``*_unacked_*`` columns of one side."""
+        open_ = side.flight_ns is not None and side.last_end is not None and (
+            side.ack_hi is None or side.ack_hi < side.last_end)
+        if not open_:
+            return {}
+        base = side.ack_hi if side.ack_hi is not None else (side.seq_lo or 0)
+        quiet = None
+        if peer.last_pkt_ns is not None and peer.last_pkt_ns < side.flight_ns:
+            quiet = (side.flight_ns - peer.last_pkt_ns) / 1e9
+        return {f"{prefix}_unacked_since_ts": side.flight_ns, f"{prefix}_unacked_since_frame": side.flight_frame,
+                f"{prefix}_unacked_retransmits": side.flight_rexmit,
+                f"{prefix}_unacked_bytes": max(0, side.last_end - base - (1 if side.fin_frame else 0)),
+                f"{prefix}_unacked_peer_quiet_s": quiet}
 
     @staticmethod
     def _open_stalls(st: _Stream) -> list[tuple[Any, ...]]:
@@ -926,12 +1018,18 @@ class _Builder:
                     "data_after_close_by": None if st.late_side is None else role[st.late_side],
                     "data_after_close_rst_ts": st.late_rst_ns,
                     "data_after_close_rst_frame": st.late_rst_frame,
+                    **{f"{who}_{k}": getattr(x, a) for who, x in (("client", c), ("server", s))
+                       for k, a in (("ttl_min", "ttl_min"), ("ttl_max", "ttl_max"), ("rst_ttl", "rst_ttl"),
+                                    ("rst_ip_id", "rst_ip_id"), ("ip_id_before_rst", "ip_id_before_rst"))},
+                    **self._unacked(c, s, "client"),
+                    **self._unacked(s, c, "server"),
                 }
             )
         connections = _typed(conns, {**CONNECTION_COLUMNS, **EXTRA_CONNECTION_COLUMNS})
         requests = _typed(reqs, {**REQUEST_COLUMNS, **EXTRA_REQUEST_COLUMNS})
         # float64 holds NaN for "no payload before the close".
-        connections["idle_before_close_s"] = connections["idle_before_close_s"].astype("float64")
+        for col in ("idle_before_close_s", "client_unacked_peer_quiet_s", "server_unacked_peer_quiet_s"):
+            connections[col] = connections[col].astype("float64")
         requests["ttfb_s"] = requests["ttfb_s"].astype("float64")
         stall_table = _typed(stalls, STALL_COLUMNS)
         for col in ("duration_s", "peer_quiet_before_s"):
