@@ -1443,6 +1443,59 @@ def build_failures(out):
     cap.finding("stale_reuse", c, 2)
     us_round(c)
     caps.append(cap)
+
+    cap = Capture("crossing-fin.pcap",
+                  "the keep-alive race seen beside the client (50 ms from the server): the request leaves, the "
+                  "server's FIN arrives 45 ms later without acknowledging it (the two crossed), then the server's "
+                  "RST; next to it two real aborts: a FIN that acknowledges the request, and a FIN in the middle "
+                  "of an upload whose first segment was acknowledged",
+                  "stale_reuse (request 2) and server_idle_close (2 s) on conn 0; server_abort on conns 1 and 2")
+    c = Conv(cap, 35310, t=T0)
+    c.open(rtt=100 * MS)
+    r1 = fetch_req("GET", "/health")
+    c.send("c", r1.bytes, dt=140 * US, acks=None)
+    b = b'{"status":"ok"}'
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
+    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
+    before = c.nxt["c"]
+    r2 = fetch_req("GET", "/health")
+    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
+    c.fin("s", dt=45 * MS, ack=before)       # sent 5 ms before the request reached the server
+    c.fin("c", dt=1 * MS)
+    c.rst("s", dt=54 * MS, ack=False)        # the request arrives at a closed socket
+    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
+    cap.finding("server_idle_close", c)
+    cap.finding("stale_reuse", c, 2)
+    us_round(c)
+
+    c = Conv(cap, 35311, t=T0 + 3 * S)
+    c.open(rtt=100 * MS)
+    r1 = fetch_req("GET", "/health")
+    c.send("c", r1.bytes, dt=140 * US, acks=None)
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
+    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
+    r2 = fetch_req("GET", "/health")
+    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
+    c.fin("s", dt=145 * MS)                  # acknowledges the request: the server had it
+    c.fin("c", dt=1 * MS)
+    c.ack("s", dt=50 * MS)
+    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
+    cap.finding("server_abort", c, 2)
+    us_round(c)
+
+    c = Conv(cap, 35312, t=T0 + 6 * S)
+    c.open(rtt=100 * MS)
+    body = pseudo(3 * MSS, 7)
+    r1 = fetch_req("POST", "/upload", body)
+    start = c.nxt["c"]
+    segs = c.send("c", r1.bytes, dt=140 * US, acks=None)
+    c.fin("s", dt=100 * MS, ack=start + len(segs[0].payload))   # the server had the first segment
+    c.fin("c", dt=1 * MS)
+    c.rst("s", dt=50 * MS, ack=False)
+    c.note(r1, status=None, outcome="no_response", ended_by="server_fin")
+    cap.finding("server_abort", c, 1)
+    us_round(c)
+    caps.append(cap)
     return caps
 
 

@@ -105,6 +105,12 @@ def crossed_requests(ctx: "Context") -> np.ndarray:
     request was on its way, and did not abort it. A capture beside the client sees the two
     in this order whenever the request left less than one path round trip before the FIN
     arrived; beside the server the FIN comes first.
+
+    Only the client's last segment before the close, a whole request, is judged so: the
+    flight's start is known, not how far the server's ACKs got into it, and a segment is
+    acknowledged whole or not at all. A server that closes in the middle of a long upload
+    has acknowledged part of it, and one that closes behind pipelined requests had the
+    earlier ones: those are aborts.
     """
     r = ctx.reqs
     if not len(r):
@@ -116,9 +122,12 @@ def crossed_requests(ctx: "Context") -> np.ndarray:
     start = _cols.ns(r["request_start"])
     resp = _cols.ns(r["response_start"])
     outcome = _cols.texts(r["outcome"])
+    last = ctx.req_frames("request_last_frame")
+    one_segment = (ctx.req_frames("request_first_frame") == last) & (last != _cols.NO_FRAME) \
+        & (last == ctx.frames("last_payload_frame")[pos]) & (ctx.text("last_payload_by")[pos] == "client")
     server_fin_close = (ctx.text("closed_by")[pos] == "server") & (ctx.text("close_kind")[pos] == "FIN") \
         & (fin != _cols.NAT) & (fin == close)
-    return (server_fin_close & (outcome != "no_request") & (start != _cols.NAT) & (resp == _cols.NAT)
+    return (server_fin_close & one_segment & (outcome != "no_request") & (start != _cols.NAT) & (resp == _cols.NAT)
             & (flight != _cols.NAT) & (flight <= start) & (start < fin))
 
 
