@@ -100,6 +100,19 @@ def test_watch_and_diagnose_label_every_connection_alike(capture):
     assert watched == diagnosed
 
 
+def test_a_fin_that_crossed_the_request_is_no_abort_at_the_moment_it_passes():
+    """The close events (printed as the FIN passes, before any finding) follow the batch's
+    crossing rule: the race is no ABORT; a FIN acknowledging the request, or one mid-upload
+    after part of it was acknowledged, is."""
+    w = subprocess.run([sys.executable, "-m", "sockscope", "watch", "--json", "--all",
+                        str(ROOT / "captures/crafted/crossing-fin.pcap")], capture_output=True, text=True, timeout=120)
+    assert w.returncode == 0, w.stderr
+    closes = {e["conn_id"]: e for e in map(json.loads, w.stdout.splitlines()) if e["event"] == "close"}
+    assert closes[0]["kind"] == "close" and closes[0]["outstanding"] is False
+    assert closes[1]["kind"] == closes[2]["kind"] == "server_abort"
+    assert closes[1]["outstanding"] and closes[2]["outstanding"]
+
+
 def _ints_zero(row: dict, columns: dict) -> dict:
     """A row with 0 in every non-nullable integer column it does not name."""
     return {**{c: 0 for c, t in columns.items() if t in ("int64", "int32")}, **row}

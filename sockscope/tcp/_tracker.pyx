@@ -1051,9 +1051,19 @@ cdef class Tracker:
         """Live mode: what a person needs the moment a connection starts closing."""
         cdef int cl = c.client
         cdef int alen = 4 if c.af == 4 else 16
+        cdef Side* Q = &c.s[cl]
         if c.session is not None:
             outstanding = c.session.pending > 0
             level = "http"
+            # A server FIN that leaves the client's last segment, a whole request, without
+            # acknowledgement crossed it on the wire: the server never had the request
+            # (sockscope.analysis.closes.crossed_requests, the batch's rule).
+            if outstanding and c.close_kind == 1 and c.close_side != cl and c.session.pending == 1 \
+                    and c.last_pay_side == cl and Q.flight_ts >= 0 and Q.ack_max < Q.last_end and c.session.exchanges:
+                exs = c.session.exchanges
+                ex = exs[len(exs) - 1]      # (wraparound is off in this module: no [-1])
+                if ex.request_first_frame == c.last_pay_frame and ex.request_last_frame == c.last_pay_frame:
+                    outstanding = False
         else:
             outstanding = c.last_pay_side == cl
             level = "tcp"
