@@ -132,6 +132,18 @@ def _row_order(*keys: np.ndarray) -> np.ndarray | None:
     return None if bool(np.all(order[1:] > order[:-1])) else order
 
 
+def _by_conn_and_start(g: "_Columns") -> tuple[dict[str, Any], Callable[[str], np.ndarray]]:
+    """A sparse table's columns in (conn_id, start) order, and its integer columns in that
+    order by name."""
+    order = _row_order(_i64(g.cols["conn_id"]), _i64(g.cols["start"]))
+
+    def ints(name: str) -> np.ndarray:
+        v = _i64(g.cols[name])
+        return v if order is None else v[order]
+
+    return g.arrays(order), ints
+
+
 def _contract_order(cols: dict[str, Any], table: str) -> pa.Table:
     """The contract's columns in its order, then the engine's extra columns in theirs."""
     spec = schema.spec(table)
@@ -464,14 +476,7 @@ class _Sink:
 
     def gaps_table(self) -> pa.Table:
         """The silences of every retired connection, in (conn_id, start) order."""
-        g = self.gaps
-        order = _row_order(_i64(g.cols["conn_id"]), _i64(g.cols["start"]))
-
-        def ints(name: str) -> np.ndarray:
-            v = _i64(g.cols[name])
-            return v if order is None else v[order]
-
-        cols = g.arrays(order)
+        cols, ints = _by_conn_and_start(self.gaps)
         cols["duration_s"] = _secs(ints("end") - ints("start"))
         cols["outstanding"] = pa.array(ints("outstanding") != 0, type=pa.bool_())
         cols["ended_by"] = _categories(cols["ended_by"].to_pylist(), schema.GAP_ENDED_BY)
@@ -479,14 +484,7 @@ class _Sink:
 
     def stalls_table(self) -> pa.Table:
         """The stalls of every retired connection, in (conn_id, start) order."""
-        g = self.stalls
-        order = _row_order(_i64(g.cols["conn_id"]), _i64(g.cols["start"]))
-
-        def ints(name: str) -> np.ndarray:
-            v = _i64(g.cols[name])
-            return v if order is None else v[order]
-
-        cols = g.arrays(order)
+        cols, ints = _by_conn_and_start(self.stalls)
         for name, cats in (("kind", schema.STALL_KINDS), ("side", ["client", "server"])):
             idx = ints(name).astype(np.int8)
             cols[name] = pa.DictionaryArray.from_arrays(pa.array(idx), pa.array(cats, type=pa.string()))

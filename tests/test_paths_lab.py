@@ -45,6 +45,10 @@ def test_client_side_verdicts_match_the_logs(scenario: Path):
             assert kind in KINDS and kind in kinds, (scenario.name, conn["client_port"], kind, found)
         if conn.get("killed_by") == "router":
             assert not kinds & BLAME, f"{scenario.name}: an endpoint blamed for the router's doing: {kinds}"
+        if conn.get("lookalike"):
+            loud = {f["kind"] for f in found if f["severity"] in ("error", "warning")
+                    and f["evidence"].get("client", "").endswith(f":{conn['client_port']}")}
+            assert not loud, f"{scenario.name}: a look-alike reported as a failure: {loud}"
 
 
 @pytest.mark.skipif(not SCENARIOS, reason="no routed-path recordings in captures/lab")

@@ -30,6 +30,7 @@ const http = require('http');
 const https = require('https');
 const dc = require('diagnostics_channel');
 const { performance } = require('perf_hooks');
+const { log } = require('./lablog');
 const axios = require('axios');
 const fetch = require('node-fetch');
 
@@ -92,27 +93,6 @@ function parseArgs(argv) {
 }
 
 // ---------------------------------------------------------------- logging
-// Date has millisecond resolution only; timeOrigin + now() gives sub-millisecond wall time.
-function isoNow() {
-  const ms = performance.timeOrigin + performance.now();
-  const whole = Math.floor(ms);
-  const micro = Math.min(999, Math.floor((ms - whole) * 1000));
-  return new Date(whole).toISOString().replace('Z', String(micro).padStart(3, '0') + 'Z');
-}
-
-function fmt(v) {
-  if (v === null || v === undefined) return '-';
-  if (typeof v === 'boolean' || typeof v === 'number') return String(v);
-  if (Array.isArray(v)) return JSON.stringify(v.join(','));
-  const s = String(v);
-  return s === '' || /[\s"=]/.test(s) ? JSON.stringify(s) : s;
-}
-
-function log(event, fields = {}) {
-  const parts = [isoNow(), 'client', event];
-  for (const [k, v] of Object.entries(fields)) parts.push(`${k}=${fmt(v)}`);
-  process.stdout.write(parts.join(' ') + '\n');
-}
 
 // ---------------------------------------------------------------- socket instrumentation
 // We only observe: listeners we add do nothing but log, and the wrappers around

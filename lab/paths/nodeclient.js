@@ -31,6 +31,7 @@
 const http = require('http');
 const dc = require('diagnostics_channel');
 const { performance } = require('perf_hooks');
+const { log } = require('../client/lablog');
 
 function parseArgs(argv) {
   const o = { mode: 'race', host: '198.18.2.2', port: 8400, reuseAfterMs: 1950, requests: 1,
@@ -56,25 +57,6 @@ function parseArgs(argv) {
 }
 
 // ---------------------------------------------------------------- logging
-function isoNow() {
-  const ms = performance.timeOrigin + performance.now();
-  const whole = Math.floor(ms);
-  const micro = Math.min(999, Math.floor((ms - whole) * 1000));
-  return new Date(whole).toISOString().replace('Z', String(micro).padStart(3, '0') + 'Z');
-}
-
-function fmt(v) {
-  if (v === null || v === undefined) return '-';
-  if (typeof v === 'boolean' || typeof v === 'number') return String(v);
-  const s = String(v);
-  return s === '' || /[\s"=]/.test(s) ? JSON.stringify(s) : s;
-}
-
-function log(event, fields = {}) {
-  const parts = [isoNow(), 'client', event];
-  for (const [k, v] of Object.entries(fields)) parts.push(`${k}=${fmt(v)}`);
-  process.stdout.write(parts.join(' ') + '\n');
-}
 
 const ms3 = (t0) => +(performance.now() - t0).toFixed(3);
 
