@@ -28,10 +28,14 @@ class Capture:
     gaps:
         Silences longer than ``min_gap_s`` (``schema.GAP_COLUMNS``).
     stalls:
-        Zero-window stalls and unanswered keep-alive probe runs (``schema.STALL_COLUMNS``;
-        empty from the tshark engine).
+        Zero-window stalls and unanswered keep-alive probe runs (``schema.STALL_COLUMNS``).
     facts:
         File format, link types, packet counts by status, warnings, time span.
+
+    Two capture points of the same connections (two files overlapping in time, analysed
+    apart): ``connections`` gains ``twin_conn_id``, the same connection's id at the other
+    point (missing where only one point saw it), and :attr:`points` tells which point is
+    nearer the clients, their clock offset and the one-way delay between them.
     """
 
     source: str
@@ -45,6 +49,23 @@ class Capture:
     def __post_init__(self) -> None:
         if self.stalls is None:
             self.stalls = schema.empty(schema.STALL_COLUMNS)
+        if "capture" in self.connections.columns and self.connections["capture"].nunique() == 2:
+            import pandas as pd
+
+            from sockscope.analysis.model import Context
+
+            pts = Context(self.connections, self.requests, None).points
+            if pts is not None:
+                ids = self.connections["conn_id"].to_numpy()
+                twin = pd.array([None] * len(ids), dtype="Int64")
+                has = pts.twin >= 0
+                twin[has] = ids[pts.twin[has]]
+                self.connections["twin_conn_id"] = twin
+
+    @property
+    def points(self) -> "Points | None":  # noqa: F821
+        """Two capture points matched (:class:`sockscope.analysis.points.Points`), or None."""
+        return self.diagnosis.points
 
     @cached_property
     def diagnosis(self) -> "Diagnosis":  # noqa: F821

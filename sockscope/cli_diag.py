@@ -11,7 +11,7 @@ import pandas as pd
 from rich.markup import escape
 
 from sockscope import output
-from sockscope.cli import (CAPTURE, CSV, ENGINE, EXIT_FAIL, EXIT_USAGE, JSON, JSONL, KEYLOG, SELECT, _console, _facts_header,
+from sockscope.cli import (CAPTURE, CAPTURES, CSV, ENGINE, EXIT_FAIL, EXIT_USAGE, JSON, JSONL, KEYLOG, MERGE, SELECT, _console, _facts_header,
                            _load, _selection, main)
 from sockscope.cli import _select as _select_rows
 
@@ -32,10 +32,11 @@ _MAX_TIMERS = 6
 
 
 @main.command()
-@CAPTURE
+@CAPTURES
 @JSON
 @ENGINE
 @KEYLOG
+@MERGE
 @click.option("--min-gap", type=float, default=1.0, show_default=True,
               help="Silences at least this long (s) are listed as gaps.")
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
@@ -57,7 +58,8 @@ _MAX_TIMERS = 6
               help="Also write the packets behind the selected findings (and their connections' handshakes) "
                    "to OUT.pcapng, each commented with what it proves and its frame in the original; the "
                    "verdict is the file's section comment. An OUT that cannot be written exits 2.")
-def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, min_gap: float,
+def diagnose(captures: tuple[str, ...], as_json: bool, engine: str, tls_keylog: str | None, min_gap: float,
+             merge: bool = False,
              kinds: tuple[str, ...] = (), examples: int = 3, show_all: bool = False, as_jsonl: bool = False,
              as_csv: bool = False,
              logs: tuple[str, ...] = (), log_regex: str | None = None, evidence: str | None = None,
@@ -71,6 +73,12 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
     for --json, which always carries every figure). With --log, each log's clock offset is
     printed and its lines appear (📝) in the timelines of the connections they mention.
 
+    Two files that overlap in time are two capture points (beside the client and beside the
+    server): the same connections are matched across them, the points' clock offset and
+    one-way delay are estimated from requests answered at both, and a finding the other
+    point can confirm says so: an RST the point nearer its claimed sender never saw was not
+    sent by it; data the point nearer its receiver never saw was lost in between.
+
     \b
     Example:
       sockscope diagnose captures/crafted/incident-before-fix.pcap
@@ -79,12 +87,16 @@ def diagnose(capture: str, as_json: bool, engine: str, tls_keylog: str | None, m
       sockscope diagnose --json capture.pcap | jq '.[] | select(.kind == "client_idle_timeout")'
       sockscope diagnose capture.pcap --log client.log --log server.log
       sockscope diagnose capture.pcap --kind client_idle_timeout --evidence proof.pcapng
+      sockscope diagnose client-side.pcap server-side.pcap
     """
     _check_kinds(kinds)
     selection = _selection(sel, kind=kinds)
+    capture = captures[0] if len(captures) == 1 else " ".join(captures)
     if evidence is not None:
-        _check_evidence_target(capture, evidence)
-    cap = _load(capture, engine=engine, min_gap_s=min_gap, tls_keylog=tls_keylog)
+        for c in captures:
+            _check_evidence_target(c, evidence)
+    cap = _load(list(captures) if len(captures) > 1 else captures[0], engine=engine, min_gap_s=min_gap,
+                tls_keylog=tls_keylog, merge=merge)
     f, _ = _select_rows(selection, cap.findings, "findings", cap)
     if evidence is not None:
         _write_evidence(cap, f, evidence)
@@ -176,6 +188,8 @@ def _report(cap, f, aligned, offsets, *, examples: int, show_all: bool, capture:
             con.print(f"  [dim]… {other} other group(s) of idle closes: smaller, single or too spread out for "
                       f"one timer[/dim]")
     _print_offsets(con, offsets)
+    if cap.diagnosis.points is not None:
+        con.print("\n[bold]Capture points[/bold]: " + escape(cap.diagnosis.points.describe()))
     ctx = cap.diagnosis.context
     told: set[int] = set()       # connections whose story is already on screen
     for g in groups:
@@ -198,6 +212,13 @@ def _report(cap, f, aligned, offsets, *, examples: int, show_all: bool, capture:
             _print_connection(con, ctx, cid, rows, aligned, timeline=timeline, told=cid in told)
             if timeline:
                 told.add(cid)
+            for ev in rows["evidence"]:
+                # what the other capture point saw of it (analysis.points)
+                if isinstance(ev, dict) and ev.get("absent_from") and ev.get("also_at"):
+                    at = ev["also_at"]
+                    con.print(f"    [bold]✔ never seen at {escape(', '.join(ev['absent_from']))}[/bold] (conn "
+                              f"{at['conn_id']} there, frames {at['first_frame']}–{at['last_frame']}; "
+                              f"`--json`: evidence.absent_from)")
         if not g.connections:    # findings about groups of connections: their filters
             for r in g.rows.head(3).itertuples():
                 con.print(f"  [dim]{r.kind}: {escape(_short(str(r.display_filter)))}[/dim]")

@@ -773,6 +773,8 @@ class _Plan:
         for kind, ev in zip(f["kind"].astype(str), f["evidence"]):
             if kind == "root_cause_hint" and isinstance(ev, dict):
                 ids += [c for c in (_cid(v) for v in ev.get("killed_conn_ids", ())) if c is not None]
+            if isinstance(ev, dict) and isinstance(ev.get("also_at"), dict):
+                ids += [c for c in (_cid(ev["also_at"].get("conn_id")),) if c is not None]
         self._load_conns(ids)
         for i, row in enumerate(f.itertuples(index=False)):
             kind = str(row.kind)
@@ -787,13 +789,40 @@ class _Plan:
             conn = self.conns.get(cid) if cid is not None else None
             point = self.point_of(cid)
             named = _named_frames(kind, ev, row.request_index, str(row.display_filter or ""), conn)
-            self._add(i, kind, cid, [(point, fr, prio, text) for fr, prio, text in named])
+            items = [(point, fr, prio, text) for fr, prio, text in named]
+            twin = self._twin_items(ev)
+            self._add(i, kind, cid, items + twin)
+            if twin:
+                tcid = _cid(ev["also_at"]["conn_id"])
+                self._expect(twin[0][0], self.conns[tcid])
+                self._context(tcid)
             if conn is not None:
                 self._expect(point, conn)
                 self._context(cid)
                 scan = _flight_scan(kind, ev, conn)
                 if scan is not None:
                     self._flight(i, kind, cid, point, conn, *scan)
+
+    def _twin_items(self, ev: dict[str, Any]) -> list[tuple[int, int, int, str]]:
+        """What the other capture point proves of a finding (``evidence.absent_from``): the
+        same connection there, its first and its last packet, after which what one point saw
+        never comes."""
+        at = ev.get("also_at")
+        if not isinstance(at, dict) or not ev.get("absent_from"):
+            return []
+        tcid = _cid(at.get("conn_id"))
+        if tcid is None or tcid not in self.conns:
+            return []
+        tp = self.point_of(tcid)
+        name = self.label(tp)
+        out = []
+        first, last = _int(at.get("first_frame")), _int(at.get("last_frame"))
+        if first is not None:
+            out.append((tp, first, 1, f"the same connection at {name} (connection {tcid}): its first packet"))
+        if last is not None:
+            out.append((tp, last, 1, f"the same connection at {name}: its last packet; what the other point "
+                                     f"saw after it never passed {name}"))
+        return out
 
     def _add(self, i: int, kind: str, cid: int | None, items: list[tuple[int, int, int, str]]) -> None:
         """A finding's frames ``(point, frame, priority, role)``, most telling first, within its cap."""
@@ -1219,6 +1248,8 @@ def _key_roles(kind: str, ev: dict[str, Any], waiting: dict | None, conn: dict[s
 def _flat(d: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """(key, value) of a nested evidence dict, the request chain left out."""
     for key, value in d.items():
+        if key == "also_at":            # another connection, at another capture point
+            continue
         if isinstance(value, dict):
             yield from _flat(value)
         elif key != "requests":
@@ -1252,7 +1283,7 @@ def _named_frames(kind: str, ev: dict[str, Any], request_index: Any, display_fil
 
     def walk(d: dict[str, Any]) -> None:
         for key, value in d.items():
-            if key == "requests":
+            if key in ("requests", "also_at"):      # also_at: the same connection at another point
                 continue
             if isinstance(value, dict):
                 walk(value)

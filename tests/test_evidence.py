@@ -154,6 +154,8 @@ def _named(f: dict) -> set[int]:
             if k == "requests":
                 for r in v:
                     out.update(x for x in (r.get("first_frame"), r.get("request_last_frame")) if isinstance(x, int))
+            elif k == "also_at":        # the same connection at another capture point: its own frames
+                continue
             elif isinstance(v, dict):
                 walk(v)
             elif k.endswith("_frame") and isinstance(v, int):
@@ -539,3 +541,20 @@ def test_the_walker_numbers_hostile_input_as_the_reader(tmp_path: Path):
         mu = M.mutant(corpus, 11, i)
         path.write_bytes(mu.data)
         _same_numbering(path, mu.describe())
+
+
+@needs_tshark
+def test_two_points_put_the_other_points_packets_in_the_proof(tmp_path: Path):
+    """middlebox-rst at both points: the evidence carries the same connection from the
+    server-side file (its first and last packet, after which the RST never came), each
+    packet naming its own file and frame."""
+    files = [LAB / "middlebox-rst" / "client.pcap", LAB / "middlebox-rst" / "server.pcap"]
+    if not all(f.exists() for f in files):
+        pytest.skip("captures/lab/middlebox-rst not recorded")
+    out = tmp_path / "evidence.pcapng"
+    res = sockscope.load(files).write_evidence(out)
+    assert res.packets > 0
+    notes = [_parse(c) for p in _tshark(out) for c in p["comments"]]
+    there = {n["frame"] for n in notes if n["file"] == "server.pcap" and "same connection" in n["roles"]}
+    assert there == {1, 9}
+    assert any(n["file"] == "client.pcap" and "forged RST" in n["roles"] for n in notes)

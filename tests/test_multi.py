@@ -153,8 +153,11 @@ def test_overlapping_files_are_capture_points_analysed_apart(tmp_path):
     assert list(conns["conn_id"]) == list(range(len(conns)))
     assert apart.facts["capture_points"] == [[str(a)], [str(b)]]
     assert any("capture points" in w for w in apart.facts["warnings"])
+    # split by flow, the points share no connection: no twins
+    assert conns["twin_conn_id"].isna().all() and apart.points.matched == 0
     for k, one in enumerate(alone):
-        mine = conns[conns["capture"] == str((a, b)[k])].drop(columns=["capture", "conn_id"]).reset_index(drop=True)
+        mine = conns[conns["capture"] == str((a, b)[k])].drop(columns=["capture", "conn_id", "twin_conn_id"]) \
+            .reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, one.connections.drop(columns="conn_id"))
     # nothing lost: the same connections as the single capture, by 4-tuple and start
     key = ["client_ip", "client_port", "server_ip", "server_port", "start"]

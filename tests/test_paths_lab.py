@@ -183,3 +183,60 @@ def test_the_tshark_engine_gives_the_same_verdicts(scenario: Path, point: str):
     tshark = sorted((f["kind"], f["conn_id"]) for f in json.loads(out.stdout))
     native = sorted((f["kind"], f["conn_id"]) for f in _diagnose(pcap))
     assert tshark == native
+
+
+def _diagnose_points(scenario: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sockscope", "diagnose", *args, str(LAB / scenario / "client.pcap"),
+                           str(LAB / scenario / "server.pcap")], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not (LAB / "middlebox-rst" / "server.pcap").exists(), reason="no middlebox-rst recording")
+def test_two_points_prove_the_server_never_sent_the_rst():
+    out = _diagnose_points("middlebox-rst", "--json")
+    assert out.returncode == 0, out.stderr
+    (f,) = json.loads(out.stdout)
+    ev = f["evidence"]
+    server_pcap = str(LAB / "middlebox-rst" / "server.pcap")
+    assert f["kind"] == "middlebox_rst" and ev["absent_from"] == [server_pcap]
+    # the same connection beside the server: frames 1-9 there, and no RST in them
+    assert ev["also_at"]["capture"] == server_pcap and ev["also_at"]["last_frame"] == 9
+    assert "the server never sent it" in f["summary"]
+    pts = ev["also_at"]["points"]
+    assert pts["nearer_clients"] == str(LAB / "middlebox-rst" / "client.pcap") and pts["matched"] == 1
+    assert 0 < pts["one_way_delay_s"] < 0.001          # the router's namespaces, no delay added
+    text = _diagnose_points("middlebox-rst").stdout
+    assert "Capture points: 1 connection(s) seen at both" in text and "never seen at" in text
+
+
+@pytest.mark.skipif(not (LAB / "silent-drop" / "server.pcap").exists(), reason="no silent-drop recording")
+def test_two_points_prove_the_request_never_reached_the_server():
+    out = _diagnose_points("silent-drop", "--json")
+    assert out.returncode == 0, out.stderr
+    (f,) = json.loads(out.stdout)
+    ev = f["evidence"]
+    assert f["kind"] == "silent_drop" and ev["absent_from"] == [str(LAB / "silent-drop" / "server.pcap")]
+    # beside the server: the first exchange's 167 bytes, not the lost request's
+    assert ev["bytes_seen_there"] == 167 and "never reached the server" in f["summary"]
+
+
+@pytest.mark.skipif(not (LAB / "keepalive-race" / "server.pcap").exists(), reason="no keepalive-race recording")
+def test_two_points_measure_the_delay_line_and_count_each_death_once():
+    truth = json.loads((LAB / "keepalive-race" / "truth.json").read_text())
+    out = _diagnose_points("keepalive-race", "--json")
+    found = json.loads(out.stdout)
+    assert sorted(f["kind"] for f in found) == ["server_idle_close"] * 2 + ["stale_reuse"] * 2
+    pts = found[0]["evidence"]["also_at"]["points"]
+    # the router holds each packet 50 ms (its log: held_ms 50.2-51.9) and the clocks are one
+    delay = truth["connections"][0]["path_delay_each_way_ms"] / 1000
+    assert delay < pts["one_way_delay_s"] < delay + 0.005 and abs(pts["clock_offset_s"]) < 0.005
+    # one close seen twice is one sample of nginx's timer, not two
+    close = next(f for f in found if f["kind"] == "server_idle_close")
+    assert close["evidence"]["timeout_cluster_size"] == 1
+    # each finding's filter is for its own file, where Wireshark numbers streams from 0
+    for f in found:
+        cap = f["evidence"]["capture"]
+        assert f["display_filter"].startswith("tcp.stream eq 0 ")
+        if shutil.which("tshark"):
+            frames = subprocess.run(["tshark", "-r", cap, "-Y", f["display_filter"], "-T", "fields", "-e",
+                                     "frame.number"], capture_output=True, text=True, timeout=60).stdout.split()
+            assert frames and f["display_filter"].endswith("{" + ",".join(frames) + "}")

@@ -31,7 +31,9 @@ import pandas as pd
 from sockscope import schema
 from sockscope.analysis.closes import CloseInfo, classify_close, close_attribution
 from sockscope.analysis.detectors import KINDS, MODULE_OF, PER_CONNECTION, rootcause
+from sockscope.analysis import points
 from sockscope.analysis.model import Context, Finding, Kind
+from sockscope.analysis.points import Points
 from sockscope.analysis.text import path_template, request_type, ua_family
 from sockscope.analysis.timers import MIN_TIMER_S, TimeoutCluster, infer_timeouts
 
@@ -43,6 +45,7 @@ class Diagnosis:
     findings: list[Finding]
     clusters: list[TimeoutCluster]       # timer clusters, largest first
     context: Context
+    points: Points | None = None         # two capture points of the same connections, matched
 
     @cached_property
     def table(self) -> pd.DataFrame:
@@ -72,7 +75,9 @@ def diagnosis(cap: Any) -> Diagnosis:
     ctx = Context.of(cap)
     found = per_connection(ctx)
     found += rootcause.hints(ctx, found)
-    return Diagnosis(found, ctx.closes.clusters, ctx)
+    pts = points.annotate(ctx, found)
+    points.localize_filters(ctx, found)
+    return Diagnosis(found, ctx.closes.clusters, ctx, pts)
 
 
 def diagnose(cap: Any) -> list[Finding]:
@@ -102,7 +107,7 @@ def heartbeats(cap: Any) -> list[Finding]:
     return heartbeat.detect(Context.of(cap))
 
 
-__all__ = ["KINDS", "MIN_TIMER_S", "CloseInfo", "Context", "Diagnosis", "Finding", "Kind", "TimeoutCluster",
+__all__ = ["KINDS", "MIN_TIMER_S", "CloseInfo", "Context", "Diagnosis", "Finding", "Kind", "Points", "TimeoutCluster",
            "classify_close", "close_attribution", "diagnose", "diagnosis", "findings_table",
            "heartbeats", "infer_timeouts", "path_template", "per_connection", "request_type", "root_cause_hints",
            "ua_family", "verdict"]

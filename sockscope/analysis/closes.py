@@ -224,6 +224,12 @@ def attribute(ctx: "Context") -> Closes:
     tcp_waiting = tcp & (ctx.text("last_payload_by") == "client") & ~np.isnan(idle) & (idle >= MIN_TIMER_S)
     n_out = np.where(tcp_waiting, 1, n_out)
     timed = np.where(forced, None, closer)
+    # one connection seen at two capture points closed once: its second copy is no second
+    # sample of a timer (it takes the first one's cluster below)
+    pts = ctx.points
+    copy = np.zeros(n, dtype=bool) if pts is None else (pts.twin >= 0) & (pts.point_of == 1)
+    if copy.any():
+        timed = np.where(copy, None, timed)
     if ctx.history is None:
         clusters, member = cluster_closes(timed, n_out > 0, idle, ctx.conn_id)
     else:       # live: this batch's closes cluster together with every earlier one
@@ -231,6 +237,9 @@ def attribute(ctx: "Context") -> Closes:
         clusters, member = cluster_closes(np.concatenate([h.side, timed]), np.concatenate([h.outstanding, n_out > 0]),
                                           np.concatenate([h.idle_s, idle]), np.concatenate([h.conn_id, ctx.conn_id]))
         member = member[len(h.idle_s):]
+    if copy.any():
+        member = member.copy()
+        member[copy] = member[pts.twin[copy]]
     return Closes(closer, kind, idle, n_out, tcp, forced, req_out, crossed, clusters, member)
 
 

@@ -21,6 +21,7 @@ from sockscope.analysis import _cols
 
 if TYPE_CHECKING:
     from sockscope.analysis.closes import Closes
+    from sockscope.analysis.points import Points
 
 @dataclass(slots=True)
 class Finding:
@@ -148,6 +149,13 @@ class Context:
         from sockscope.analysis.closes import attribute
 
         return attribute(self)
+
+    @cached_property
+    def points(self) -> "Points | None":
+        """Two capture points of the same connections, matched (None: one point)."""
+        from sockscope.analysis.points import match
+
+        return match(self)
 
     # -- cells, for the rows that became findings ------------------------------------------
     def endpoint(self, pos: int, side: str) -> str:

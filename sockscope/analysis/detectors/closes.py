@@ -119,9 +119,12 @@ class _ServerCloses:
         cl = ctx.closes
         self.ctx = ctx
         mine = np.flatnonzero((cl.closer == "server") & ~cl.forged & (ctx.ns("close_ts") != _cols.NAT))
-        key = pd.Series(ctx.text("server_ip")[mine], dtype=object).astype(str) + ":" + \
-            pd.Series(ctx.frames("server_port")[mine]).astype(str)
-        codes, self.names = pd.factorize(key.to_numpy())
+        server = (pd.Series(ctx.text("server_ip")[mine], dtype=object).astype(str) + ":" +
+                  pd.Series(ctx.frames("server_port")[mine]).astype(str)).to_numpy()
+        # per capture point: two points see one death twice, not twice as many closes
+        point = ctx.text("capture")[mine] if "capture" in ctx.conns.columns else np.full(len(mine), "")
+        codes, uniques = pd.factorize(pd.Series(point, dtype=object).astype(str) + "|" + pd.Series(server, dtype=object))
+        self.names = np.array([u.rsplit("|", 1)[1] for u in uniques], dtype=object)
         ts = ctx.ns("close_ts")[mine]
         order = np.lexsort((ts, codes))
         self.pos, self.code, self.ts = mine[order], codes[order], ts[order]

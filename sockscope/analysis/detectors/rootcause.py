@@ -49,6 +49,11 @@ def _socket_features(ctx: Context, i: int) -> dict[str, str]:
 
 def hints(ctx: Context, findings: list[Finding]) -> list[Finding]:
     killed = [f for f in findings if f.kind == "client_idle_timeout" and f.request_index is not None]
+    pts = ctx.points
+    if pts is not None:     # a socket seen at two capture points was killed once
+        pos_of = pd.Index(ctx.conn_id).drop_duplicates()
+        copy = (pts.twin >= 0) & (pts.point_of == 1)
+        killed = [f for f in killed if not copy[pos_of.get_loc(f.conn_id)]]
     if not killed or not len(ctx.reqs):
         return []
     timer = min(f.evidence.get("inferred_timeout_s") or f.evidence["idle_s"] for f in killed)

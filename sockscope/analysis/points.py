@@ -1,0 +1,192 @@
+"""Two capture points of the same connections: which is which, their clocks, and what one
+saw that the other did not.
+
+Files that overlap in time are capture points, analysed apart (the ``capture`` column of
+``connections``). When two points saw the same connection (same 4-tuple; the n-th
+connection on a tuple at one point is the n-th at the other), the pair tells what no single
+capture can: an RST the client got that never passed the point beside the server was made
+in between (a router, a firewall); a request beside the client that never reached the
+point beside the server was dropped in between.
+
+Clocks. For one request seen at both points A and B, let ``d1`` = its first byte's time at
+B minus at A and ``d2`` = its answer's first byte at A minus at B. With the same delay each
+way between the points, ``d1 = delay + offset`` and ``d2 = delay - offset``, so the one-way
+delay is ``(d1 + d2) / 2`` and B's clock runs ``(d1 - d2) / 2`` ahead of A's. The medians
+over every request answered at both points are reported; a positive delay means A is the
+point nearer the clients. Without an answered request at both points nothing is said of
+the clocks (and which point is nearer the server is then not known either).
+
+Column-wise: the matching is one merge on the 4-tuple and the rank of a connection within
+its tuple; only findings that a second point can confirm are looked at one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sockscope.analysis import _cols
+from sockscope.analysis.model import Context, Finding
+
+_KEY = ["client_ip", "client_port", "server_ip", "server_port"]
+
+
+@dataclass
+class Points:
+    """Two capture points matched connection by connection (positions in ``ctx`` order)."""
+
+    names: tuple[str, str]              # (nearer the clients, nearer the servers) when known
+    twin: np.ndarray                    # per connection: the position of the same connection at the other point, -1
+    matched: int                        # connections seen at both points
+    only: tuple[int, int]               # connections seen at one point only, per point
+    offset_s: float | None              # the second point's clock minus the first's
+    delay_s: float | None               # one-way delay between the points
+    samples: int                        # requests answered at both points (what the clocks rest on)
+    oriented: bool                      # names[0] is known to be the point nearer the clients
+    point_of: np.ndarray = field(repr=False)   # per connection: 0 or 1 (index into names)
+
+    def describe(self) -> str:
+        """One line for the text faces."""
+        a, b = self.names
+        seen = f"{self.matched:,} connection(s) seen at both {a} and {b}"
+        if self.only[0] or self.only[1]:
+            seen += f" ({self.only[0]:,} only at {a}, {self.only[1]:,} only at {b})"
+        if self.delay_s is None:
+            return seen + "; no request answered at both points, so nothing is said of their clocks"
+        return (f"{seen}; {b}'s clock {_signed_ms(self.offset_s)} against {a}'s, one-way delay "
+                f"{self.delay_s * 1e3:.3f} ms between them (from {self.samples} request(s) answered at both); "
+                f"{a} is nearer the clients")
+
+    def as_facts(self) -> dict[str, Any]:
+        return {"points": list(self.names), "matched": self.matched, "only": list(self.only),
+                "clock_offset_s": self.offset_s, "one_way_delay_s": self.delay_s, "samples": self.samples,
+                "nearer_clients": self.names[0] if self.oriented else None}
+
+
+def _signed_ms(v: float | None) -> str:
+    return "?" if v is None else f"{v * 1e3:+.3f} ms"
+
+
+def match(ctx: Context) -> Points | None:
+    """The two capture points of ``ctx`` matched, or None (one point, or more than two)."""
+    if not ctx.n or "capture" not in ctx.conns.columns:
+        return None
+    cap = ctx.text("capture")
+    names = list(dict.fromkeys(cap.tolist()))
+    if len(names) != 2 or any(n is None for n in names):
+        return None
+    conns = ctx.conns
+    point = (cap == names[1]).astype(np.int64)
+    key = pd.DataFrame({k: conns[k].astype(str).to_numpy() for k in _KEY})
+    key["point"] = point
+    key["start"] = ctx.ns("start")
+    key["pos"] = np.arange(ctx.n)
+    # the n-th connection on a tuple at one point is the n-th at the other (port reuse)
+    key = key.sort_values(["point", *_KEY, "start"], kind="stable")
+    key["rank"] = key.groupby(["point", *_KEY], sort=False).cumcount()
+    a, b = key[key["point"] == 0], key[key["point"] == 1]
+    pairs = a.merge(b, on=[*_KEY, "rank"], suffixes=("_a", "_b"))
+    twin = np.full(ctx.n, -1, dtype=np.int64)
+    pa_, pb = pairs["pos_a"].to_numpy(dtype=np.int64), pairs["pos_b"].to_numpy(dtype=np.int64)
+    twin[pa_], twin[pb] = pb, pa_
+    offset, delay, samples = _clocks(ctx, pa_, pb)
+    oriented = delay is not None
+    if oriented and delay < 0:          # the second point is the one nearer the clients
+        names = names[::-1]
+        point = 1 - point
+        offset, delay = -offset, -delay
+    only = (int(((twin < 0) & (point == 0)).sum()), int(((twin < 0) & (point == 1)).sum()))
+    return Points((names[0], names[1]), twin, len(pairs), only, offset, delay, samples, oriented, point)
+
+
+def _clocks(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> tuple[float | None, float | None, int]:
+    """Offset and one-way delay from the requests answered at both points (medians)."""
+    if not len(pa_) or not len(ctx.reqs):
+        return None, None, 0
+    r = pd.DataFrame({"pos": ctx.req_pos, "index": ctx.reqs["index"].to_numpy(dtype=np.int64),
+                      "req": ctx.req_ns("request_start"), "resp": ctx.req_ns("response_start")})
+    r = r[(r["req"] != _cols.NAT) & (r["resp"] != _cols.NAT)]
+    pair = pd.DataFrame({"pos_a": pa_, "pos_b": pb})
+    ra = r.rename(columns={"pos": "pos_a"}).merge(pair, on="pos_a")
+    both = ra.merge(r.rename(columns={"pos": "pos_b"}), on=["pos_b", "index"], suffixes=("_a", "_b"))
+    if both.empty:
+        return None, None, 0
+    d1 = (both["req_b"].to_numpy(np.int64) - both["req_a"].to_numpy(np.int64)) / 1e9
+    d2 = (both["resp_a"].to_numpy(np.int64) - both["resp_b"].to_numpy(np.int64)) / 1e9
+    return float(np.median((d1 - d2) / 2)), float(np.median((d1 + d2) / 2)), len(both)
+
+
+def localize_filters(ctx: Context, found: list[Finding]) -> None:
+    """Several capture points analysed apart: conn_ids run on from one point to the next,
+    while Wireshark numbers ``tcp.stream`` in each file from 0. A finding on a connection of
+    a later point gets its point's own stream number in its filter, and names the file the
+    filter is for (``evidence.capture``)."""
+    if not ctx.n or "capture" not in ctx.conns.columns or not found:
+        return
+    cap = ctx.text("capture")
+    first = pd.Series(ctx.conn_id).groupby(pd.Series(cap, dtype=object).astype(str)).min()
+    if len(first) < 2:
+        return
+    pos_of = pd.Index(ctx.conn_id).drop_duplicates()
+    for f in found:
+        if f.conn_id is None:
+            continue
+        name = str(cap[pos_of.get_loc(f.conn_id)])
+        f.evidence.setdefault("capture", name)
+        base = int(first[name])
+        prefix = f"tcp.stream eq {int(f.conn_id)}"
+        if base and f.display_filter.startswith(prefix) and (len(f.display_filter) == len(prefix)
+                                                               or not f.display_filter[len(prefix)].isdigit()):
+            f.display_filter = f"tcp.stream eq {int(f.conn_id) - base}" + f.display_filter[len(prefix):]
+
+
+def annotate(ctx: Context, found: list[Finding]) -> Points | None:
+    """Add what the other capture point saw to the findings it can confirm (in place):
+    ``middlebox_rst`` (did the RST pass the point nearer its claimed sender?) and
+    ``silent_drop`` (did the lost data reach the point nearer its receiver?). Both carry
+    ``evidence.absent_from`` (the point that never saw it) and say so in their summary.
+    Every finding of a connection seen at both points names its twin (``evidence.also_at``)."""
+    pts = ctx.points
+    if pts is None:
+        return None
+    pos_of = pd.Index(ctx.conn_id).drop_duplicates()
+    for f in found:
+        if f.conn_id is None:
+            continue
+        pos = int(pos_of.get_loc(f.conn_id))
+        twin = int(pts.twin[pos])
+        if twin < 0:
+            continue
+        there = pts.names[int(pts.point_of[twin])]
+        f.evidence["also_at"] = {"capture": there, "conn_id": int(ctx.conn_id[twin]),
+                                 "first_frame": _cols.frame(ctx.frames("first_frame")[twin]),
+                                 "last_frame": _cols.frame(ctx.frames("last_frame")[twin]),
+                                 "points": pts.as_facts()}
+        if not pts.oriented:
+            continue
+        nearer_server = int(pts.point_of[twin]) == 1
+        if f.kind == "middlebox_rst":
+            sender = f.evidence.get("claimed_from")
+            toward_sender = nearer_server if sender == "server" else not nearer_server
+            if toward_sender and _cols.frame(ctx.frames(f"{sender}_rst_frame")[twin]) is None:
+                last = _cols.frame(ctx.frames("last_frame")[twin])
+                f.evidence["absent_from"] = [there]
+                f.summary += (f"; {there}, nearer the {sender}, has this connection (conn {int(ctx.conn_id[twin])}, "
+                              f"frames {_cols.frame(ctx.frames('first_frame')[twin])}–{last}) and no RST from the "
+                              f"{sender} at all: the {sender} never sent it")
+        elif f.kind == "silent_drop":
+            sender = f.evidence.get("sender")
+            toward_receiver = nearer_server if sender == "client" else not nearer_server
+            sent_here = int(ctx.conns[f"{sender}_bytes"].iat[pos])
+            sent_there = int(ctx.conns[f"{sender}_bytes"].iat[twin])
+            if toward_receiver and sent_there < sent_here:
+                receiver = "server" if sender == "client" else "client"
+                f.evidence["absent_from"] = [there]
+                f.evidence["bytes_seen_there"] = sent_there
+                f.summary += (f"; {there}, nearer the {receiver}, saw {sent_there:,} of the {sent_here:,} bytes the "
+                              f"{sender} sent (conn {int(ctx.conn_id[twin])}, last frame "
+                              f"{_cols.frame(ctx.frames('last_frame')[twin])}): the data never reached the {receiver}")
+    return pts
