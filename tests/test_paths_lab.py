@@ -240,3 +240,17 @@ def test_two_points_measure_the_delay_line_and_count_each_death_once():
             frames = subprocess.run(["tshark", "-r", cap, "-Y", f["display_filter"], "-T", "fields", "-e",
                                      "frame.number"], capture_output=True, text=True, timeout=60).stdout.split()
             assert frames and f["display_filter"].endswith("{" + ",".join(frames) + "}")
+
+
+@pytest.mark.skipif(not (LAB / "zero-window" / "server.pcap").exists(), reason="no recordings")
+@pytest.mark.parametrize("scenario", ["middlebox-rst", "zero-window", "server-killed"])
+def test_the_point_nearer_the_clients_is_found_whatever_the_order_of_the_files(scenario: str):
+    """By the router's hop (the client's TTL is 64 beside it, 63 beside the server), also
+    where no request was answered at both points to give the clocks (zero-window,
+    server-killed)."""
+    import sockscope
+
+    cap = sockscope.load([LAB / scenario / "server.pcap", LAB / scenario / "client.pcap"])
+    pts = cap.points
+    assert pts.oriented and pts.names[0] == str(LAB / scenario / "client.pcap")
+    assert cap.connections["twin_conn_id"].notna().all()

@@ -12,9 +12,11 @@ Clocks. For one request seen at both points A and B, let ``d1`` = its first byte
 B minus at A and ``d2`` = its answer's first byte at A minus at B. With the same delay each
 way between the points, ``d1 = delay + offset`` and ``d2 = delay - offset``, so the one-way
 delay is ``(d1 + d2) / 2`` and B's clock runs ``(d1 - d2) / 2`` ahead of A's. The medians
-over every request answered at both points are reported; a positive delay means A is the
-point nearer the clients. Without an answered request at both points nothing is said of
-the clocks (and which point is nearer the server is then not known either).
+over every request answered at both points are reported. Which point is nearer the
+clients is told by the hops (a router between them lowers the client's IP TTL at the far
+point, the server's at the near one) and by the delay's sign when every sample agrees; when
+they disagree, or neither tells, no point is called nearer and no finding claims what a
+point did not see.
 
 Column-wise: the matching is one merge on the 4-tuple and the rank of a connection within
 its tuple; only findings that a second point can confirm are looked at one by one.
@@ -54,11 +56,12 @@ class Points:
         seen = f"{self.matched:,} connection(s) seen at both {a} and {b}"
         if self.only[0] or self.only[1]:
             seen += f" ({self.only[0]:,} only at {a}, {self.only[1]:,} only at {b})"
+        where = f"{a} is nearer the clients" if self.oriented else "which point is nearer the clients is not known"
         if self.delay_s is None:
-            return seen + "; no request answered at both points, so nothing is said of their clocks"
+            return seen + f"; no request answered at both points, so nothing is said of their clocks; {where}"
         return (f"{seen}; {b}'s clock {_signed_ms(self.offset_s)} against {a}'s, one-way delay "
                 f"{self.delay_s * 1e3:.3f} ms between them (from {self.samples} request(s) answered at both); "
-                f"{a} is nearer the clients")
+                f"{where}")
 
     def as_facts(self) -> dict[str, Any]:
         return {"points": list(self.names), "matched": self.matched, "only": list(self.only),
@@ -92,20 +95,45 @@ def match(ctx: Context) -> Points | None:
     twin = np.full(ctx.n, -1, dtype=np.int64)
     pa_, pb = pairs["pos_a"].to_numpy(dtype=np.int64), pairs["pos_b"].to_numpy(dtype=np.int64)
     twin[pa_], twin[pb] = pb, pa_
-    offset, delay, samples = _clocks(ctx, pa_, pb)
-    oriented = delay is not None
-    if oriented and delay < 0:          # the second point is the one nearer the clients
+    offset, delay, samples, agree = _clocks(ctx, pa_, pb)
+    # Which point is nearer the clients: told by the hops (a router between the points
+    # lowers the client's TTL at the far point and the server's at the near one) and by the
+    # delay's sign when every sample agrees; when the two disagree, or neither says, no
+    # point is called nearer (and no finding claims what a point did not see).
+    votes = [v for v in (_ttl_vote(ctx, pa_, pb), (1 if delay > 0 else -1) if delay and agree else 0) if v]
+    oriented = bool(votes) and len(set(votes)) == 1
+    if oriented and votes[0] < 0:       # the second point is the one nearer the clients
         names = names[::-1]
         point = 1 - point
-        offset, delay = -offset, -delay
+        if delay is not None:
+            offset, delay = -offset, -delay
     only = (int(((twin < 0) & (point == 0)).sum()), int(((twin < 0) & (point == 1)).sum()))
     return Points((names[0], names[1]), twin, len(pairs), only, offset, delay, samples, oriented, point)
 
 
-def _clocks(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> tuple[float | None, float | None, int]:
-    """Offset and one-way delay from the requests answered at both points (medians)."""
+def _ttl_vote(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> int:
+    """+1 when the first point is nearer the clients by the IP TTLs of the matched
+    connections (the client's higher there, or the server's lower), -1 when the second is,
+    0 when the TTLs do not tell (the same hop count, or no TTLs)."""
+    if not len(pa_):
+        return 0
+    out = []
+    for side, sign in (("client", 1), ("server", -1)):
+        a = ctx.frames(f"{side}_ttl_max")[pa_].astype(np.float64)
+        b = ctx.frames(f"{side}_ttl_max")[pb].astype(np.float64)
+        ok = (a >= 0) & (b >= 0)
+        if ok.any():
+            d = float(np.median(a[ok] - b[ok]))
+            if d:
+                out.append(sign * (1 if d > 0 else -1))
+    return out[0] if out and len(set(out)) == 1 else 0
+
+
+def _clocks(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> tuple[float | None, float | None, int, bool]:
+    """Offset and one-way delay from the requests answered at both points (medians), and
+    whether every sample's delay has the median's sign."""
     if not len(pa_) or not len(ctx.reqs):
-        return None, None, 0
+        return None, None, 0, False
     r = pd.DataFrame({"pos": ctx.req_pos, "index": ctx.reqs["index"].to_numpy(dtype=np.int64),
                       "req": ctx.req_ns("request_start"), "resp": ctx.req_ns("response_start")})
     r = r[(r["req"] != _cols.NAT) & (r["resp"] != _cols.NAT)]
@@ -113,10 +141,13 @@ def _clocks(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> tuple[float | None
     ra = r.rename(columns={"pos": "pos_a"}).merge(pair, on="pos_a")
     both = ra.merge(r.rename(columns={"pos": "pos_b"}), on=["pos_b", "index"], suffixes=("_a", "_b"))
     if both.empty:
-        return None, None, 0
+        return None, None, 0, False
     d1 = (both["req_b"].to_numpy(np.int64) - both["req_a"].to_numpy(np.int64)) / 1e9
     d2 = (both["resp_a"].to_numpy(np.int64) - both["resp_b"].to_numpy(np.int64)) / 1e9
-    return float(np.median((d1 - d2) / 2)), float(np.median((d1 + d2) / 2)), len(both)
+    delays = (d1 + d2) / 2
+    delay = float(np.median(delays))
+    agree = bool(delay) and bool(np.all(np.sign(delays) == np.sign(delay)))
+    return float(np.median((d1 - d2) / 2)), delay, len(both), agree
 
 
 def localize_filters(ctx: Context, found: list[Finding]) -> None:
