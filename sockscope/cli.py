@@ -532,7 +532,11 @@ def summary(captures: tuple[str, ...], as_json: bool, as_jsonl: bool, as_csv: bo
     # the requests table too would make memory grow with the number of requests.
     kw = dict(engine=engine, tls_keylog=tls_keylog, tables=("connections",), jobs=jobs, scheduler=scheduler,
               merge=merge)
-    if (as_json or as_jsonl) and engine == "native" and not scheduler and not selection and not tls_keylog:
+    # Several files may be capture points of the same connections, whose matching
+    # (twin_conn_id) happens in pandas: the Arrow fast path is for one file or one merge.
+    one_point = merge or len(_expand(capture)) == 1
+    if (as_json or as_jsonl) and engine == "native" and not scheduler and not selection and not tls_keylog \
+            and one_point:
         output.write_table_json(_by_start(_load(capture, arrow=True, **kw)), sys.stdout, lines=as_jsonl)
         _leave_quickly()
         return
