@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -257,9 +258,13 @@ def _print_connection(con, ctx, cid: int, rows, aligned, timeline: bool, told: b
     from sockscope.analysis import report
     from sockscope.analysis._cols import hms
 
+    from sockscope.analysis.points import stream_in_file
+
     pos = int((ctx.conn_id == cid).argmax())
     client, server = ctx.endpoint(pos, "client"), ctx.endpoint(pos, "server")
-    con.print(f"  [bold]connection {cid}[/bold] {client} → {server}   [dim]tcp.stream eq {cid}"
+    stream, point = stream_in_file(ctx, cid)
+    where = f" in {escape(os.path.basename(point))}" if point else ""
+    con.print(f"  [bold]connection {cid}[/bold] {client} → {server}   [dim]tcp.stream eq {stream}{where}"
               f"{' (its timeline is above)' if told else ''}[/dim]")
     if not timeline and not told:
         for r in rows.itertuples():

@@ -248,7 +248,8 @@ def frame_from_columns(columns: "dict[str, pa.ChunkedArray]", n: int, name: str)
         kind = spec_.get(name)
         typ = col.type
         if isinstance(kind, Categories) or pa.types.is_dictionary(typ):
-            ser = pd.Series(col.to_pandas(), copy=False)
+            # copied: the codes would be a read-only view of Arrow memory (one byte a row)
+            ser = pd.Series(col.to_pandas(), copy=True)
             out[name] = ser.astype(_pandas_dtype(kind)) if kind is not None else ser
         elif pa.types.is_timestamp(typ):
             out[name] = pd.Series(col.to_pandas(), copy=False)

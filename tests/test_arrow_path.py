@@ -296,3 +296,22 @@ def test_console_entry_flushes_everything_and_keeps_exit_codes(tmp_path: Path) -
     usage = subprocess.run([sys.executable, "-m", "sockscope.cli", "summary", "--bogus"],
                            capture_output=True, text=True, timeout=120)
     assert usage.returncode == 2
+
+
+def test_every_column_of_the_loaded_frames_can_be_written():
+    """The frames are built from Arrow one column at a time without copying them whole
+    (schema.frame_from_columns): none of their columns may be a read-only view of Arrow
+    memory, or a user's `df.loc[...] = ...` fails."""
+    from pathlib import Path
+
+    import sockscope
+
+    path = Path(__file__).resolve().parents[1] / "captures/crafted/mixed.pcap"
+    cap = sockscope.load(path)
+    for name in ("connections", "requests", "gaps"):
+        df = getattr(cap, name)
+        assert len(df) >= 2, name
+        for col in df.columns:
+            df.loc[df.index[0], col] = df[col].iloc[1]      # raises ValueError on a read-only column
+            a, b = df[col].iloc[0], df[col].iloc[1]
+            assert (pd.isna(a) and pd.isna(b)) or a == b, (name, col)

@@ -200,3 +200,23 @@ def test_cli_merge_flag(tmp_path):
     rows_apart, rows_merged = json.loads(apart.stdout), json.loads(merged.stdout)
     assert {r["capture"] for r in rows_apart} == set(files)
     assert "capture" not in rows_merged[0] and len(rows_merged) == len(rows_apart)
+
+
+def test_a_later_point_is_not_paired_with_an_earlier_connection_on_the_same_tuple(tmp_path):
+    """Port reuse: two connections on one 4-tuple 10 s apart, the second capture point
+    began between them. The twin is the one at the same moment, not the first on the tuple."""
+    header, recs = pcap_records(ROOT / "captures/crafted/port-reuse.pcap")
+    a = tmp_path / "a.pcap"
+    a.write_bytes(header + b"".join(recs))
+    cap0 = sockscope.load(a)
+    second = int(cap0.connections["first_frame"].iloc[1])
+    b = tmp_path / "b.pcap"
+    b.write_bytes(header + b"".join(recs[second - 1:]))
+    cap = sockscope.load([a, b])
+    c = cap.connections
+    at_b = c[c["capture"] == str(b)]
+    assert len(at_b) == 1
+    twin = int(at_b["twin_conn_id"].iloc[0])
+    first_a, second_a = c[c["capture"] == str(a)]["conn_id"].tolist()
+    assert twin == second_a and pd.isna(c.set_index("conn_id").loc[first_a, "twin_conn_id"])
+    assert cap.points.matched == 1 and abs(cap.points.offset_s or 0.0) < 0.001

@@ -201,11 +201,15 @@ def test_two_points_prove_the_server_never_sent_the_rst():
     # the same connection beside the server: frames 1-9 there, and no RST in them
     assert ev["also_at"]["capture"] == server_pcap and ev["also_at"]["last_frame"] == 9
     assert "the server never sent it" in f["summary"]
+    # the server-side file has no packet after the first exchange: its silence is proof only
+    # if it was still capturing, which a pcap cannot tell, and the finding says so
+    assert ev["absence_certain"] is False and "unless that capture had stopped" in f["summary"]
     pts = ev["also_at"]["points"]
     assert pts["nearer_clients"] == str(LAB / "middlebox-rst" / "client.pcap") and pts["matched"] == 1
     assert 0 < pts["one_way_delay_s"] < 0.001          # the router's namespaces, no delay added
     text = _diagnose_points("middlebox-rst").stdout
     assert "Capture points: 1 connection(s) seen at both" in text and "never seen at" in text
+    assert "tcp.stream eq 0 in client.pcap" in " ".join(text.split())     # the terminal may wrap it
 
 
 @pytest.mark.skipif(not (LAB / "silent-drop" / "server.pcap").exists(), reason="no silent-drop recording")

@@ -106,11 +106,13 @@ def crossed_requests(ctx: "Context") -> np.ndarray:
     in this order whenever the request left less than one path round trip before the FIN
     arrived; beside the server the FIN comes first.
 
-    Only the client's last segment before the close, a whole request, is judged so: the
-    flight's start is known, not how far the server's ACKs got into it, and a segment is
-    acknowledged whole or not at all. A server that closes in the middle of a long upload
-    has acknowledged part of it, and one that closes behind pipelined requests had the
-    earlier ones: those are aborts.
+    Only the client's last segment before the close, a whole request and the only one
+    waiting, is judged so: the flight's start is known, not how far the server's ACKs got
+    into it, and a segment is acknowledged whole or not at all. A server that closes in the
+    middle of a long upload has acknowledged part of it, and one that closes behind
+    pipelined requests may have had the earlier ones: those stay aborts (a race with a
+    request of several segments, or behind another, is still called one: the flight's
+    partial ACKs would tell, and the tracker does not keep them yet).
     """
     r = ctx.reqs
     if not len(r):
@@ -127,8 +129,11 @@ def crossed_requests(ctx: "Context") -> np.ndarray:
         & (last == ctx.frames("last_payload_frame")[pos]) & (ctx.text("last_payload_by")[pos] == "client")
     server_fin_close = (ctx.text("closed_by")[pos] == "server") & (ctx.text("close_kind")[pos] == "FIN") \
         & (fin != _cols.NAT) & (fin == close)
-    return (server_fin_close & one_segment & (outcome != "no_request") & (start != _cols.NAT) & (resp == _cols.NAT)
-            & (flight != _cols.NAT) & (flight <= start) & (start < fin))
+    unanswered = (outcome != "no_request") & (start != _cols.NAT) & (resp == _cols.NAT) & (start < fin)
+    # the only request waiting: with another one before it the FIN may have acknowledged
+    # that one (partial ACKs of the flight are not known), and the server had it
+    alone = np.bincount(pos[unanswered], minlength=ctx.n)[pos] == 1
+    return (server_fin_close & one_segment & unanswered & alone & (flight != _cols.NAT) & (flight <= start))
 
 
 def _idle_before_crossed(ctx: "Context", crossed: np.ndarray, idle: np.ndarray) -> np.ndarray:

@@ -87,11 +87,7 @@ def match(ctx: Context) -> Points | None:
     key["point"] = point
     key["start"] = ctx.ns("start")
     key["pos"] = np.arange(ctx.n)
-    # the n-th connection on a tuple at one point is the n-th at the other (port reuse)
-    key = key.sort_values(["point", *_KEY, "start"], kind="stable")
-    key["rank"] = key.groupby(["point", *_KEY], sort=False).cumcount()
-    a, b = key[key["point"] == 0], key[key["point"] == 1]
-    pairs = a.merge(b, on=[*_KEY, "rank"], suffixes=("_a", "_b"))
+    pairs = _pairs(key)
     twin = np.full(ctx.n, -1, dtype=np.int64)
     pa_, pb = pairs["pos_a"].to_numpy(dtype=np.int64), pairs["pos_b"].to_numpy(dtype=np.int64)
     twin[pa_], twin[pb] = pb, pa_
@@ -109,6 +105,39 @@ def match(ctx: Context) -> Points | None:
             offset, delay = -offset, -delay
     only = (int(((twin < 0) & (point == 0)).sum()), int(((twin < 0) & (point == 1)).sum()))
     return Points((names[0], names[1]), twin, len(pairs), only, offset, delay, samples, oriented, point)
+
+
+MATCH_WINDOW_NS = 1_000_000_000   # one connection's first packets at two points: this close, clocks aligned
+
+
+def _pairs(key: pd.DataFrame) -> pd.DataFrame:
+    """The same connections at the two points: on one 4-tuple, the connection whose start
+    is nearest after the points' usual start difference (the median over the tuples with one
+    connection at each point), within MATCH_WINDOW_NS; each connection in one pair at most.
+    A point that began or ended later simply has fewer pairs (port reuse is not mistaken
+    for a twin)."""
+    a = key[key["point"] == 0]
+    b = key[key["point"] == 1]
+    if a.empty or b.empty:
+        return pd.DataFrame(columns=["pos_a", "pos_b"])
+    single = a.groupby(_KEY).size().eq(1).pipe(lambda m: m[m]).index.intersection(
+        b.groupby(_KEY).size().eq(1).pipe(lambda m: m[m]).index)
+    lead = 0
+    if len(single):
+        sa = a.set_index(_KEY).loc[single, "start"]
+        sb = b.set_index(_KEY).loc[single, "start"]
+        lead = int(np.median(sb.to_numpy(np.int64) - sa.to_numpy(np.int64)))
+    b = b.assign(at=b["start"] - lead).sort_values("at", kind="stable")
+    a = a.assign(at=a["start"]).sort_values("at", kind="stable")
+    got = pd.merge_asof(a, b[[*_KEY, "at", "pos"]], on="at", by=_KEY, tolerance=MATCH_WINDOW_NS,
+                        direction="nearest", suffixes=("_a", "_b"))
+    got = got.dropna(subset=["pos_b"])
+    got = got.assign(pos_b=got["pos_b"].astype(np.int64))
+    # a connection of the second point claimed twice keeps its nearest
+    got = got.merge(b[["pos", "at"]].rename(columns={"pos": "pos_b", "at": "at_b"}), on="pos_b")
+    got = got.assign(gap=(got["at"] - got["at_b"]).abs()).sort_values(["gap", "pos_a"], kind="stable")
+    got = got.drop_duplicates("pos_b")
+    return got[["pos_a", "pos_b"]].sort_values("pos_a").reset_index(drop=True)
 
 
 def _ttl_vote(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> int:
@@ -150,6 +179,16 @@ def _clocks(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> tuple[float | None
     return float(np.median((d1 - d2) / 2)), delay, len(both), agree
 
 
+def stream_in_file(ctx: Context, conn_id: int) -> tuple[int, str | None]:
+    """Connection ``conn_id``'s ``tcp.stream`` number in its own file, and that file's
+    capture point (None for a single point: the number is the conn_id)."""
+    if "capture" not in ctx.conns.columns:
+        return int(conn_id), None
+    cap = ctx.text("capture")
+    name = cap[int(np.flatnonzero(ctx.conn_id == conn_id)[0])]
+    return int(conn_id) - int(ctx.conn_id[cap == name].min()), str(name)
+
+
 def localize_filters(ctx: Context, found: list[Finding]) -> None:
     """Several capture points analysed apart: conn_ids run on from one point to the next,
     while Wireshark numbers ``tcp.stream`` in each file from 0. A finding on a connection of
@@ -184,6 +223,20 @@ def annotate(ctx: Context, found: list[Finding]) -> Points | None:
     if pts is None:
         return None
     pos_of = pd.Index(ctx.conn_id).drop_duplicates()
+    # each point's last packet (of any connection): a point that saw nothing after an event
+    # may have stopped capturing before it, and then its silence proves nothing
+    seen = ctx.ns("seen_end") if "seen_end" in ctx.conns.columns else ctx.ns("end")
+    last_at = [int(seen[pts.point_of == k].max()) if (pts.point_of == k).any() else _cols.NAT for k in (0, 1)]
+
+    def unless_stopped(k: int, when_ns: int) -> str:
+        """The proviso when point ``k``'s last packet came before ``when_ns`` (in the other
+        point's clock; the offset between them applied when it is known)."""
+        shift = int(round((pts.offset_s or 0.0) * 1e9)) * (1 if k == 1 else -1)
+        if last_at[k] == _cols.NAT or when_ns == _cols.NAT or last_at[k] >= when_ns + shift:
+            return ""
+        return (f" (its last packet of any connection came {(when_ns + shift - last_at[k]) / 1e9:.3f} s before: "
+                f"unless that capture had stopped, which the files cannot tell)")
+
     for f in found:
         if f.conn_id is None:
             continue
@@ -192,6 +245,7 @@ def annotate(ctx: Context, found: list[Finding]) -> Points | None:
         if twin < 0:
             continue
         there = pts.names[int(pts.point_of[twin])]
+        tk = int(pts.point_of[twin])
         f.evidence["also_at"] = {"capture": there, "conn_id": int(ctx.conn_id[twin]),
                                  "first_frame": _cols.frame(ctx.frames("first_frame")[twin]),
                                  "last_frame": _cols.frame(ctx.frames("last_frame")[twin]),
@@ -205,9 +259,11 @@ def annotate(ctx: Context, found: list[Finding]) -> Points | None:
             if toward_sender and _cols.frame(ctx.frames(f"{sender}_rst_frame")[twin]) is None:
                 last = _cols.frame(ctx.frames("last_frame")[twin])
                 f.evidence["absent_from"] = [there]
+                proviso = unless_stopped(tk, int(ctx.ns("close_ts")[pos]))
+                f.evidence["absence_certain"] = not proviso
                 f.summary += (f"; {there}, nearer the {sender}, has this connection (conn {int(ctx.conn_id[twin])}, "
                               f"frames {_cols.frame(ctx.frames('first_frame')[twin])}–{last}) and no RST from the "
-                              f"{sender} at all: the {sender} never sent it")
+                              f"{sender} at all: the {sender} never sent it{proviso}")
         elif f.kind == "silent_drop":
             sender = f.evidence.get("sender")
             toward_receiver = nearer_server if sender == "client" else not nearer_server
@@ -217,7 +273,10 @@ def annotate(ctx: Context, found: list[Finding]) -> Points | None:
                 receiver = "server" if sender == "client" else "client"
                 f.evidence["absent_from"] = [there]
                 f.evidence["bytes_seen_there"] = sent_there
+                proviso = unless_stopped(tk, int(ctx.ns(f"{sender}_unacked_since_ts")[pos]))
+                f.evidence["absence_certain"] = not proviso
                 f.summary += (f"; {there}, nearer the {receiver}, saw {sent_there:,} of the {sent_here:,} bytes the "
                               f"{sender} sent (conn {int(ctx.conn_id[twin])}, last frame "
-                              f"{_cols.frame(ctx.frames('last_frame')[twin])}): the data never reached the {receiver}")
+                              f"{_cols.frame(ctx.frames('last_frame')[twin])}): the data never reached the "
+                              f"{receiver}{proviso}")
     return pts
