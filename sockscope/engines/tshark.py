@@ -414,6 +414,7 @@ class _Stream:
     sides: list[_Side] = field(default_factory=list)
     last_frame: int = 0
     end_ns: int = 0
+    seen_ns: int = 0                     # the truly last packet (end_ns stops at the second FIN)
     close_side: int | None = None
     close_kind: str | None = None
     close_ns: int | None = None
@@ -573,6 +574,7 @@ class _Builder:
         st.side_of(dst, dport or 0)  # both sides exist from the first packet on
         side = st.sides[si]
         st.last_frame = frame
+        st.seen_ns = max(st.seen_ns, ts)
         # Like Zeek's duration: once both sides have sent a FIN, later packets (final
         # ACK, late RST, retransmitted FIN) no longer extend the connection.
         if not (len(st.sides) == 2 and st.sides[0].fin_frame and st.sides[1].fin_frame):
@@ -759,7 +761,7 @@ class _Builder:
             if len(out) >= _MAX_STALLS:
                 break
             if side.zw_ns is not None:
-                out.append(("zero_window", si, side.zw_ns, side.zw_frame, max(st.end_ns, side.last_pkt_ns or 0),
+                out.append(("zero_window", si, side.zw_ns, side.zw_frame, st.seen_ns,
                             st.last_frame, side.zw_probes, False, None))
             if side.ka_ns is not None:
                 out.append(("keepalive", si, side.ka_ns, side.ka_frame, side.ka_last_ns, side.ka_last_frame,
