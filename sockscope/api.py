@@ -49,12 +49,14 @@ class Capture:
     def __post_init__(self) -> None:
         if self.stalls is None:
             self.stalls = schema.empty(schema.STALL_COLUMNS)
+        # two capture points: matched once, here; the diagnosis' context reuses the match
+        self._points: Any = None
         if "capture" in self.connections.columns and self.connections["capture"].nunique() == 2:
             import pandas as pd
 
             from sockscope.analysis.model import Context
 
-            pts = Context(self.connections, self.requests, None).points
+            self._points = pts = Context(self.connections, self.requests, None).points
             if pts is not None:
                 ids = self.connections["conn_id"].to_numpy()
                 twin = pd.array([None] * len(ids), dtype="Int64")
@@ -65,7 +67,7 @@ class Capture:
     @property
     def points(self) -> "Points | None":  # noqa: F821
         """Two capture points matched (:class:`sockscope.analysis.points.Points`), or None."""
-        return self.diagnosis.points
+        return self._points
 
     @cached_property
     def diagnosis(self) -> "Diagnosis":  # noqa: F821

@@ -96,8 +96,7 @@ def diagnose(captures: tuple[str, ...], as_json: bool, engine: str, tls_keylog: 
     if evidence is not None:
         for c in captures:
             _check_evidence_target(c, evidence)
-    cap = _load(list(captures) if len(captures) > 1 else captures[0], engine=engine, min_gap_s=min_gap,
-                tls_keylog=tls_keylog, merge=merge)
+    cap = _load(captures, engine=engine, min_gap_s=min_gap, tls_keylog=tls_keylog, merge=merge)
     f, _ = _select_rows(selection, cap.findings, "findings", cap)
     if evidence is not None:
         _write_evidence(cap, f, evidence)

@@ -232,7 +232,7 @@ def attribute(ctx: "Context") -> Closes:
     # one connection seen at two capture points closed once: its second copy is no second
     # sample of a timer (it takes the first one's cluster below)
     pts = ctx.points
-    copy = np.zeros(n, dtype=bool) if pts is None else (pts.twin >= 0) & (pts.point_of == 1)
+    copy = np.zeros(n, dtype=bool) if pts is None else pts.copies
     if copy.any():
         timed = np.where(copy, None, timed)
     if ctx.history is None:

@@ -89,9 +89,14 @@ class Context:
 
     @classmethod
     def of(cls, cap: Any) -> "Context":
-        """The context of an object with ``connections``, ``requests`` and ``gaps`` tables."""
-        return cls(cap.connections, cap.requests, cap.gaps, getattr(cap, "min_gap_s", 1.0),
-                   stalls=getattr(cap, "stalls", None))
+        """The context of an object with ``connections``, ``requests`` and ``gaps`` tables
+        (a Capture's capture-point match, made at load, is reused)."""
+        ctx = cls(cap.connections, cap.requests, cap.gaps, getattr(cap, "min_gap_s", 1.0),
+                  stalls=getattr(cap, "stalls", None))
+        pts = getattr(cap, "_points", None)
+        if pts is not None:
+            ctx.__dict__["points"] = pts
+        return ctx
 
     # -- columns -------------------------------------------------------------------------
     def _col(self, table: str, name: str, conv: Any) -> np.ndarray:

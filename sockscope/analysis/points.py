@@ -2,8 +2,8 @@
 saw that the other did not.
 
 Files that overlap in time are capture points, analysed apart (the ``capture`` column of
-``connections``). When two points saw the same connection (same 4-tuple; the n-th
-connection on a tuple at one point is the n-th at the other), the pair tells what no single
+``connections``). When two points saw the same connection (same 4-tuple, starting at the
+same moment once the points' usual lead is taken out), the pair tells what no single
 capture can: an RST the client got that never passed the point beside the server was made
 in between (a router, a firewall); a request beside the client that never reached the
 point beside the server was dropped in between.
@@ -18,8 +18,8 @@ point, the server's at the near one) and by the delay's sign when every sample a
 they disagree, or neither tells, no point is called nearer and no finding claims what a
 point did not see.
 
-Column-wise: the matching is one merge on the 4-tuple and the rank of a connection within
-its tuple; only findings that a second point can confirm are looked at one by one.
+Column-wise: the matching is one as-of merge on the 4-tuple and the start time; only
+findings that a second point can confirm are looked at one by one.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ class Points:
     samples: int                        # requests answered at both points (what the clocks rest on)
     oriented: bool                      # names[0] is known to be the point nearer the clients
     point_of: np.ndarray = field(repr=False)   # per connection: 0 or 1 (index into names)
+
+    @property
+    def copies(self) -> np.ndarray:
+        """Per connection: the second copy of one seen at both points (its twin, at the
+        first point, stands for the one death: one timer sample, one killed socket)."""
+        return (self.twin >= 0) & (self.point_of == 1)
 
     def describe(self) -> str:
         """One line for the text faces."""
@@ -179,14 +185,18 @@ def _clocks(ctx: Context, pa_: np.ndarray, pb: np.ndarray) -> tuple[float | None
     return float(np.median((d1 - d2) / 2)), delay, len(both), agree
 
 
+def _first_ids(ctx: Context) -> pd.Series:
+    """Per capture point (by name): its first conn_id, where its file's ``tcp.stream`` 0 is."""
+    return pd.Series(ctx.conn_id).groupby(pd.Series(ctx.text("capture"), dtype=object).astype(str)).min()
+
+
 def stream_in_file(ctx: Context, conn_id: int) -> tuple[int, str | None]:
     """Connection ``conn_id``'s ``tcp.stream`` number in its own file, and that file's
     capture point (None for a single point: the number is the conn_id)."""
     if "capture" not in ctx.conns.columns:
         return int(conn_id), None
-    cap = ctx.text("capture")
-    name = cap[int(np.flatnonzero(ctx.conn_id == conn_id)[0])]
-    return int(conn_id) - int(ctx.conn_id[cap == name].min()), str(name)
+    name = str(ctx.text("capture")[int(np.flatnonzero(ctx.conn_id == conn_id)[0])])
+    return int(conn_id) - int(_first_ids(ctx)[name]), name
 
 
 def localize_filters(ctx: Context, found: list[Finding]) -> None:
@@ -197,7 +207,7 @@ def localize_filters(ctx: Context, found: list[Finding]) -> None:
     if not ctx.n or "capture" not in ctx.conns.columns or not found:
         return
     cap = ctx.text("capture")
-    first = pd.Series(ctx.conn_id).groupby(pd.Series(cap, dtype=object).astype(str)).min()
+    first = _first_ids(ctx)
     if len(first) < 2:
         return
     pos_of = pd.Index(ctx.conn_id).drop_duplicates()
@@ -225,7 +235,7 @@ def annotate(ctx: Context, found: list[Finding]) -> Points | None:
     pos_of = pd.Index(ctx.conn_id).drop_duplicates()
     # each point's last packet (of any connection): a point that saw nothing after an event
     # may have stopped capturing before it, and then its silence proves nothing
-    seen = ctx.ns("seen_end") if "seen_end" in ctx.conns.columns else ctx.ns("end")
+    seen = ctx.ns("end")
     last_at = [int(seen[pts.point_of == k].max()) if (pts.point_of == k).any() else _cols.NAT for k in (0, 1)]
 
     def unless_stopped(k: int, when_ns: int) -> str:
@@ -244,15 +254,15 @@ def annotate(ctx: Context, found: list[Finding]) -> Points | None:
         twin = int(pts.twin[pos])
         if twin < 0:
             continue
-        there = pts.names[int(pts.point_of[twin])]
         tk = int(pts.point_of[twin])
+        there = pts.names[tk]
         f.evidence["also_at"] = {"capture": there, "conn_id": int(ctx.conn_id[twin]),
                                  "first_frame": _cols.frame(ctx.frames("first_frame")[twin]),
                                  "last_frame": _cols.frame(ctx.frames("last_frame")[twin]),
                                  "points": pts.as_facts()}
         if not pts.oriented:
             continue
-        nearer_server = int(pts.point_of[twin]) == 1
+        nearer_server = tk == 1
         if f.kind == "middlebox_rst":
             sender = f.evidence.get("claimed_from")
             toward_sender = nearer_server if sender == "server" else not nearer_server

@@ -123,8 +123,8 @@ class _ServerCloses:
                   pd.Series(ctx.frames("server_port")[mine]).astype(str)).to_numpy()
         # per capture point: two points see one death twice, not twice as many closes
         point = ctx.text("capture")[mine] if "capture" in ctx.conns.columns else np.full(len(mine), "")
-        codes, uniques = pd.factorize(pd.Series(point, dtype=object).astype(str) + "|" + pd.Series(server, dtype=object))
-        self.names = np.array([u.rsplit("|", 1)[1] for u in uniques], dtype=object)
+        codes, _ = pd.factorize(pd.Series(point, dtype=object).astype(str) + "|" + pd.Series(server, dtype=object))
+        self.names = server[np.unique(codes, return_index=True)[1]]     # each group's server
         ts = ctx.ns("close_ts")[mine]
         order = np.lexsort((ts, codes))
         self.pos, self.code, self.ts = mine[order], codes[order], ts[order]

@@ -52,8 +52,7 @@ def hints(ctx: Context, findings: list[Finding]) -> list[Finding]:
     pts = ctx.points
     if pts is not None:     # a socket seen at two capture points was killed once
         pos_of = pd.Index(ctx.conn_id).drop_duplicates()
-        copy = (pts.twin >= 0) & (pts.point_of == 1)
-        killed = [f for f in killed if not copy[pos_of.get_loc(f.conn_id)]]
+        killed = [f for f in killed if not pts.copies[pos_of.get_loc(f.conn_id)]]
     if not killed or not len(ctx.reqs):
         return []
     timer = min(f.evidence.get("inferred_timeout_s") or f.evidence["idle_s"] for f in killed)
