@@ -1020,9 +1020,8 @@ class _Builder:
                     "data_after_close_by": None if st.late_side is None else role[st.late_side],
                     "data_after_close_rst_ts": st.late_rst_ns,
                     "data_after_close_rst_frame": st.late_rst_frame,
-                    **{f"{who}_{k}": getattr(x, a) for who, x in (("client", c), ("server", s))
-                       for k, a in (("ttl_min", "ttl_min"), ("ttl_max", "ttl_max"), ("rst_ttl", "rst_ttl"),
-                                    ("rst_ip_id", "rst_ip_id"), ("ip_id_before_rst", "ip_id_before_rst"))},
+                    **{f"{who}_{k}": getattr(x, k) for who, x in (("client", c), ("server", s))
+                       for k in ("ttl_min", "ttl_max", "rst_ttl", "rst_ip_id", "ip_id_before_rst")},
                     **self._unacked(c, s, "client"),
                     **self._unacked(s, c, "server"),
                 }
