@@ -63,7 +63,7 @@ _CONN_FIELDS: dict[str, str] = {
     "client_unacked_since_ts": "t", "client_unacked_since_frame": "i", "client_unacked_retransmits": "i",
     "client_unacked_bytes": "i", "client_unacked_peer_quiet_ns": "i", "server_unacked_since_ts": "t",
     "server_unacked_since_frame": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
-    "server_unacked_peer_quiet_ns": "i",
+    "server_unacked_peer_quiet_ns": "i", "client_unacked_acked_bytes": "i", "server_unacked_acked_bytes": "i",
     "client_state": "s", "server_state": "s", "tunnel": "s", "tunnel_id": "i",
 }
 
@@ -573,7 +573,8 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
 _SMALL_EVIDENCE = {name: (pa.int16() if "ttl" in name else pa.int32()) for name in (
     "client_ttl_min", "client_ttl_max", "client_rst_ttl", "server_ttl_min", "server_ttl_max", "server_rst_ttl",
     "client_rst_ip_id", "client_ip_id_before_rst", "server_rst_ip_id", "server_ip_id_before_rst",
-    "client_unacked_retransmits", "client_unacked_bytes", "server_unacked_retransmits", "server_unacked_bytes")}
+    "client_unacked_retransmits", "client_unacked_bytes", "server_unacked_retransmits", "server_unacked_bytes",
+    "client_unacked_acked_bytes", "server_unacked_acked_bytes")}
 
 
 def _release(col: array) -> None:

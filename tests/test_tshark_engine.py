@@ -409,3 +409,29 @@ def test_both_engines_find_the_same_stalls(rel):
                                   check_exact=False, atol=1e-6)
     if "stalls" in rel or "zero-window" in rel or "dead-peer" in rel:
         assert len(native), "each of these captures holds a stall"
+
+
+FLIGHT_CAPTURES = [p for p in ("captures/crafted/crossing-fin.pcap", "captures/crafted/silent-drop.pcap",
+                               "captures/lab/keepalive-race/client.pcap", "captures/lab/keepalive-race/server.pcap",
+                               "captures/lab/silent-drop/client.pcap")
+                   if os.path.exists(os.path.join(os.path.dirname(__file__), "..", p))]
+
+
+@needs_tshark
+@pytest.mark.parametrize("rel", FLIGHT_CAPTURES)
+def test_both_engines_see_the_same_unacknowledged_flights_and_races(rel):
+    """The flight columns the keep-alive race and the silent drop are judged from (when it
+    began, its bytes, how much of it the peer acknowledged) agree, and so do the findings."""
+    import sockscope
+
+    path = os.path.join(os.path.dirname(__file__), "..", rel)
+    native, tshark = sockscope.load(path), sockscope.load(path, engine="tshark")
+    cols = [f"{s}_unacked_{c}" for s in ("client", "server") for c in ("since_ts", "since_frame", "acked_bytes")]
+    a = native.connections[cols].astype(object).where(native.connections[cols].notna(), None)
+    b = tshark.connections[cols].astype(object).where(tshark.connections[cols].notna(), None)
+    assert a.values.tolist() == b.values.tolist()
+    kinds = lambda c: c.findings[["kind", "conn_id", "request_index"]].astype(str).values.tolist()  # noqa: E731
+    assert kinds(native) == kinds(tshark) and kinds(native)
+    if "crossing" in rel:
+        # conn 2: the server acknowledged the upload's first segment; conns 3 and 4: none of the flight
+        assert native.connections["client_unacked_acked_bytes"].tolist()[2:] == [1460, 0, 0]

@@ -1448,8 +1448,10 @@ def build_failures(out):
                   "the keep-alive race seen beside the client (50 ms from the server): the request leaves, the "
                   "server's FIN arrives 45 ms later without acknowledging it (the two crossed), then the server's "
                   "RST; next to it two real aborts: a FIN that acknowledges the request, and a FIN in the middle "
-                  "of an upload whose first segment was acknowledged",
-                  "stale_reuse (request 2) and server_idle_close (2 s) on conn 0; server_abort on conns 1 and 2")
+                  "of an upload whose first segment was acknowledged; the race again with a request of three "
+                  "segments, and with two pipelined requests",
+                  "stale_reuse (request 2) and server_idle_close (2 s) on conns 0 and 3; server_abort on conns 1 "
+                  "and 2; stale_reuse (requests 2 and 3, one finding) and server_idle_close on conn 4")
     c = Conv(cap, 35310, t=T0)
     c.open(rtt=100 * MS)
     r1 = fetch_req("GET", "/health")
@@ -1494,6 +1496,45 @@ def build_failures(out):
     c.rst("s", dt=50 * MS, ack=False)
     c.note(r1, status=None, outcome="no_response", ended_by="server_fin")
     cap.finding("server_abort", c, 1)
+    us_round(c)
+
+    # the race with a request of three segments: the FIN acknowledges none of them
+    c = Conv(cap, 35313, t=T0 + 9 * S)
+    c.open(rtt=100 * MS)
+    r1 = fetch_req("GET", "/health")
+    c.send("c", r1.bytes, dt=140 * US, acks=None)
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
+    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
+    before = c.nxt["c"]
+    r2 = fetch_req("POST", "/upload", pseudo(2 * MSS + 100, 11))
+    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
+    c.fin("s", dt=45 * MS, ack=before)
+    c.fin("c", dt=1 * MS)
+    c.rst("s", dt=54 * MS, ack=False)
+    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
+    cap.finding("server_idle_close", c)
+    cap.finding("stale_reuse", c, 2)
+    us_round(c)
+
+    # two pipelined requests, neither acknowledged by the FIN: the server had neither
+    c = Conv(cap, 35314, t=T0 + 12 * S)
+    c.open(rtt=100 * MS)
+    r1 = fetch_req("GET", "/health")
+    c.send("c", r1.bytes, dt=140 * US, acks=None)
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
+    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
+    before = c.nxt["c"]
+    r2 = fetch_req("GET", "/health")
+    r3 = fetch_req("GET", f"/files/{SID}")
+    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
+    c.send("c", r3.bytes, dt=200 * US, acks=None)
+    c.fin("s", dt=45 * MS, ack=before)
+    c.fin("c", dt=1 * MS)
+    c.rst("s", dt=54 * MS, ack=False)
+    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
+    c.note(r3, status=None, outcome="no_response", ended_by="server_fin")
+    cap.finding("server_idle_close", c)
+    cap.finding("stale_reuse", c, 2)      # one finding per connection, at its first such request
     us_round(c)
     caps.append(cap)
     return caps

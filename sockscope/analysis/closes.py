@@ -106,13 +106,13 @@ def crossed_requests(ctx: "Context") -> np.ndarray:
     in this order whenever the request left less than one path round trip before the FIN
     arrived; beside the server the FIN comes first.
 
-    Only the client's last segment before the close, a whole request and the only one
-    waiting, is judged so: the flight's start is known, not how far the server's ACKs got
-    into it, and a segment is acknowledged whole or not at all. A server that closes in the
-    middle of a long upload has acknowledged part of it, and one that closes behind
-    pipelined requests may have had the earlier ones: those stay aborts (a race with a
-    request of several segments, or behind another, is still called one: the flight's
-    partial ACKs would tell, and the tracker does not keep them yet).
+    Judged from the client's flight, the data it had sent that the server had not
+    acknowledged when the connection ended: the request began in it (no earlier than the
+    flight's first segment), and the server acknowledged none of the flight (its partial
+    ACKs are counted), so it had none of the request, however many segments it took and
+    whatever other requests waited with it. A server that closes in the middle of a long
+    upload has acknowledged part of the flight: that stays an abort, as does a capture
+    without the server's ACKs (no flight is known).
     """
     r = ctx.reqs
     if not len(r):
@@ -124,16 +124,12 @@ def crossed_requests(ctx: "Context") -> np.ndarray:
     start = _cols.ns(r["request_start"])
     resp = _cols.ns(r["response_start"])
     outcome = _cols.texts(r["outcome"])
-    last = ctx.req_frames("request_last_frame")
-    one_segment = (ctx.req_frames("request_first_frame") == last) & (last != _cols.NO_FRAME) \
-        & (last == ctx.frames("last_payload_frame")[pos]) & (ctx.text("last_payload_by")[pos] == "client")
+    acked = ctx.frames("client_unacked_acked_bytes")[pos] if "client_unacked_acked_bytes" in ctx.conns \
+        else np.full(len(pos), -1)
     server_fin_close = (ctx.text("closed_by")[pos] == "server") & (ctx.text("close_kind")[pos] == "FIN") \
         & (fin != _cols.NAT) & (fin == close)
     unanswered = (outcome != "no_request") & (start != _cols.NAT) & (resp == _cols.NAT) & (start < fin)
-    # the only request waiting: with another one before it the FIN may have acknowledged
-    # that one (partial ACKs of the flight are not known), and the server had it
-    alone = np.bincount(pos[unanswered], minlength=ctx.n)[pos] == 1
-    return (server_fin_close & one_segment & unanswered & alone & (flight != _cols.NAT) & (flight <= start))
+    return server_fin_close & unanswered & (acked == 0) & (flight != _cols.NAT) & (flight <= start)
 
 
 def _idle_before_crossed(ctx: "Context", crossed: np.ndarray, idle: np.ndarray) -> np.ndarray:

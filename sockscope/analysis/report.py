@@ -140,8 +140,10 @@ def connection_events(ctx: Context, conn_id: int) -> list[Event]:
         crossed = np.flatnonzero(ctx.closes.req_crossed[lo:hi]) if hi > lo else ()
         if len(crossed):
             # the server's silence ended at the exchange before the request it never had
-            silence = (f" after {seconds(float(idle))} idle: it does not acknowledge request "
-                       f"{ctx.reqs['index'].iat[lo + int(crossed[0])]}, which crossed it on the wire")
+            nums = [str(ctx.reqs['index'].iat[lo + int(k)]) for k in crossed]
+            which = (f"request {nums[0]}, which" if len(nums) == 1
+                     else f"requests {', '.join(nums[:-1])} and {nums[-1]}, which")
+            silence = f" after {seconds(float(idle))} idle: it does not acknowledge {which} crossed it on the wire"
         if ctx.closes.forged[pos]:
             lo, hi = int(ctx.frames(f"{closer}_ttl_min")[pos]), int(ctx.frames(f"{closer}_ttl_max")[pos])
             own = f"{lo}" if lo == hi else f"{lo}–{hi}"

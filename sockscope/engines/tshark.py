@@ -236,6 +236,8 @@ EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {
     "server_unacked_retransmits": "Int64",
     "server_unacked_bytes": "Int64",
     "server_unacked_peer_quiet_s": "float64",
+    "client_unacked_acked_bytes": "Int64",
+    "server_unacked_acked_bytes": "Int64",
 }
 
 # Likewise for requests: the frames of each message (the analysis layer's evidence lists
@@ -345,6 +347,7 @@ class _Side:
     flight_ns: int | None = None
     flight_frame: int = 0
     flight_rexmit: int = 0
+    flight_ack0: int | None = None      # the peer's highest ACK when the flight began
     # a zero-window stall this side advertises, and the peer's probes in it; a run of this
     # side's keep-alive probes the peer has not answered (the native tracker's rules)
     zw_ns: int | None = None
@@ -733,6 +736,7 @@ class _Builder:
                 side.last_end = end
         if advances and side.flight_ns is None:
             side.flight_ns, side.flight_frame, side.flight_rexmit = ts, frame, 0
+            side.flight_ack0 = side.ack_hi if side.ack_hi is not None else useq
         elif tlen > 0 and retx and side.flight_ns is not None:
             side.flight_rexmit += 1
 
@@ -750,7 +754,9 @@ class _Builder:
         return {f"{prefix}_unacked_since_ts": side.flight_ns, f"{prefix}_unacked_since_frame": side.flight_frame,
                 f"{prefix}_unacked_retransmits": side.flight_rexmit,
                 f"{prefix}_unacked_bytes": max(0, side.last_end - base - (1 if side.fin_frame else 0)),
-                f"{prefix}_unacked_peer_quiet_s": quiet}
+                f"{prefix}_unacked_peer_quiet_s": quiet,
+                f"{prefix}_unacked_acked_bytes": max(0, side.ack_hi - side.flight_ack0)
+                if side.ack_hi is not None and side.flight_ack0 is not None else 0}
 
     @staticmethod
     def _open_stalls(st: _Stream) -> list[tuple[Any, ...]]:

@@ -114,6 +114,8 @@ cdef struct Side:
     int64_t flight_ts
     int64_t flight_frame
     int64_t flight_rexmit
+    int64_t flight_ack0      # the peer's highest ACK of this side when the flight began:
+                             # ACKs beyond it acknowledged part of the flight
     int64_t last_pkt_ts      # this side's last packet of any kind
     # the last packet's identity, to tell a second copy of it (two mirror sessions, ingress
     # and egress, deliver every packet twice) from a retransmission
@@ -986,6 +988,7 @@ cdef class Tracker:
                 S.flight_ts = p.ts_ns
                 S.flight_frame = p.frame
                 S.flight_rexmit = 0
+                S.flight_ack0 = S.ack_max
             S.last_end = end
         elif length > 0:
             S.n_rxmit += 1
@@ -1055,14 +1058,15 @@ cdef class Tracker:
         if c.session is not None:
             outstanding = c.session.pending > 0
             level = "http"
-            # A server FIN that leaves the client's last segment, a whole request, without
-            # acknowledgement crossed it on the wire: the server never had the request
-            # (sockscope.analysis.closes.crossed_requests, the batch's rule).
-            if outstanding and c.close_kind == 1 and c.close_side != cl and c.session.pending == 1 \
-                    and c.last_pay_side == cl and Q.flight_ts >= 0 and Q.ack_max < Q.last_end and c.session.exchanges:
+            # A server FIN that acknowledges none of the client's unacknowledged flight, when
+            # every waiting request began in that flight, crossed them on the wire: the server
+            # never had them (sockscope.analysis.closes.crossed_requests, the batch's rule).
+            if outstanding and c.close_kind == 1 and c.close_side != cl and Q.flight_ts >= 0 \
+                    and Q.ack_max < Q.last_end and Q.ack_max == Q.flight_ack0 \
+                    and c.session.dropped_requests == 0 and len(c.session.exchanges) >= c.session.pending:
                 exs = c.session.exchanges
-                ex = exs[len(exs) - 1]      # (wraparound is off in this module: no [-1])
-                if ex.request_first_frame == c.last_pay_frame and ex.request_last_frame == c.last_pay_frame:
+                ex = exs[len(exs) - c.session.pending]     # the first one waiting
+                if ex.request_start_ns is not None and ex.request_start_ns >= Q.flight_ts:
                     outstanding = False
         else:
             outstanding = c.last_pay_side == cl
@@ -1425,6 +1429,8 @@ INT_COLUMNS = (
     "protocol", "client_state", "server_state",
     # the tunnel the connection's first packet came in (code - 1 of capture's TUN_*, -1: none)
     "tunnel", "tunnel_id",
+    # how much of the unacknowledged flight the peer did acknowledge (its partial ACKs)
+    "client_unacked_acked_bytes", "server_unacked_acked_bytes",
 )
 STATE_CODES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
 PROTOCOL_CODES = ("unknown", "http", "tls", "unknown")
@@ -1438,6 +1444,7 @@ NARROW_COLUMNS = {
     "server_ttl_max": "h", "server_rst_ttl": "h", "client_rst_ip_id": "i", "client_ip_id_before_rst": "i",
     "server_rst_ip_id": "i", "server_ip_id_before_rst": "i", "client_unacked_retransmits": "i",
     "client_unacked_bytes": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
+    "client_unacked_acked_bytes": "i", "server_unacked_acked_bytes": "i",
     "client_port": "H", "server_port": "H", "roles_from": "b", "state": "b", "closed_by": "b",
     "close_kind": "b", "last_payload_by": "b", "data_after_close_by": "b", "protocol": "b",
     "client_state": "b", "server_state": "b", "tunnel": "b",
@@ -1609,6 +1616,8 @@ cdef class RowStore:
         push8(<carray.array>K[65], R.state)
         push8(<carray.array>K[66], <int>c.tun_kind - 1)
         push(<carray.array>K[67], c.tun_id if c.tun_kind else NA)
+        push32(<carray.array>K[68], min(O.ack_max - O.flight_ack0, 0x7fffffff) if ofl else -1)
+        push32(<carray.array>K[69], min(R.ack_max - R.flight_ack0, 0x7fffffff) if rfl else -1)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)
