@@ -336,6 +336,29 @@ class _Sink:
         self.violation_counts: dict[str, int] = {}
 
     def __call__(self, conn_id: int, session, raw_gaps, proto: int, closes, raw_stalls=()) -> tuple[int, int]:
+        """A retired connection's exchanges, silences and stalls: (requests, unanswered)."""
+        n_req, unanswered, req_spans = self._exchanges(conn_id, session, closes)
+        self._gaps(conn_id, raw_gaps, proto, req_spans)
+        self._stalls(conn_id, raw_stalls)
+        return n_req, unanswered
+
+    def release(self, conn_id: int, session, raw_gaps, proto: int, closes) -> tuple[int, int, int | None]:
+        """A connection both sides closed with a FIN, before its linger ends (the tracker's
+        ``release_app``): its exchanges and the silences so far. Returns (requests,
+        unanswered, the end of the first request never answered or None): all a silence
+        that ends later needs, since no response can begin after both FINs."""
+        n_req, unanswered, req_spans = self._exchanges(conn_id, session, closes)
+        self._gaps(conn_id, raw_gaps, proto, req_spans)
+        waiting = min((end for end, answer in req_spans if answer is None), default=None)
+        return n_req, unanswered, waiting
+
+    def rest(self, conn_id: int, raw_gaps, proto: int, raw_stalls, waiting: int | None) -> None:
+        """What a released connection adds when it retires: silences that ended after the
+        release, and its stalls."""
+        self._gaps(conn_id, raw_gaps, proto, [] if waiting is None else [(waiting, None)])
+        self._stalls(conn_id, raw_stalls)
+
+    def _exchanges(self, conn_id: int, session, closes) -> tuple[int, int, list[tuple[int, int | None]]]:
         exchanges = session.finish() if session is not None else []
         n_req = unanswered = 0
         req_spans: list[tuple[int, int | None]] = []
@@ -392,6 +415,9 @@ class _Sink:
                 self.violation_counts[kind] = self.violation_counts.get(kind, 0) + 1
                 if len(lst) < 20:
                     lst.append(frame)
+        return n_req, unanswered, req_spans
+
+    def _gaps(self, conn_id: int, raw_gaps, proto: int, req_spans: list[tuple[int, int | None]]) -> None:
         for (s_ts, s_frame, e_ts, e_frame, code, start_code) in (raw_gaps if self.keep_gaps else ()):
             if proto == 1:
                 outstanding = any(rend <= s_ts and (rstart is None or rstart >= e_ts)
@@ -405,9 +431,10 @@ class _Sink:
                 "end_frame": None if e_frame < 0 else e_frame,
                 "started_by": None if start_code < 0 else GAP_ENDED_BY[start_code],
             })
+
+    def _stalls(self, conn_id: int, raw_stalls) -> None:
         for st in raw_stalls:
             self.stalls.append(dict(zip(_STALL_FIELDS, (conn_id, *st))))
-        return n_req, unanswered
 
     def flush(self) -> None:
         """Turn the exchanges waiting in the batch into columns (``ex_conn``, ``req_cols``)."""

@@ -210,6 +210,12 @@ cdef class Conn:
     cdef int64_t head_len[2]
     cdef Conn chain
     cdef bint retired
+    # Both sides closed with a FIN and every byte up to them was delivered: the application
+    # layer was handed to the row store then (Tracker.release_app), not after the linger.
+    cdef bint app_released
+    cdef int64_t app_requests
+    cdef int64_t app_unanswered
+    cdef int64_t app_waiting_since    # the first unanswered request's end, NA if none
     cdef uint8_t tun_kind         # the tunnel its first packet came in (capture TUN_*), 0: none
     cdef uint32_t tun_id
 
@@ -668,6 +674,8 @@ cdef class Tracker:
     cdef void deliver(self, Conn c, int d, bytes data, int64_t ts, int64_t frame):
         """In-order stream bytes of side d go to the application layer."""
         if c.proto == 1:
+            if c.session is None:
+                return      # released (release_app): nothing can follow both FINs
             if d == c.client:
                 c.session.client_data(data, ts, frame)
             else:
@@ -1049,6 +1057,38 @@ cdef class Tracker:
                 upto = P.fin_pos
             if upto > P.next_rel and upto - P.next_rel < (1 << 34):
                 self.declare_gap(c, 1 - d, upto, not (fin or rst), p.ts_ns, p.frame)
+
+        if fin and not c.app_released and S.fin_cnt and P.fin_cnt:
+            self.release_app(c)
+
+    cdef void release_app(self, Conn c):
+        """Both sides sent a FIN: once every byte up to both FINs has been delivered, no
+        packet can reach the application layer again (later packets are retransmissions, the
+        last ACK, perhaps an RST). The HTTP session, the sniffed first bytes and the
+        silences so far go to the row store now; the connection lingers with its TCP state
+        only (late packets still need its sequence space), about 1 KB instead of 6.
+
+        A close by RST is not released early: the peer's answer may still cross it (the
+        response after close the analysis reports). Nor is live mode (``watch``), whose row
+        batches must hold a connection's requests with its row."""
+        cdef Side* A = &c.s[0]
+        cdef Side* B = &c.s[1]
+        cdef RowStore rows
+        if A.state == RESET or B.state == RESET or A.next_rel < A.fin_pos or B.next_rel < B.fin_pos \
+                or c.islands0 or c.islands1:
+            return      # bytes still missing before a FIN: they may yet arrive
+        if self.sweep_every_ns > 0 or not isinstance(self.sink, RowStore):
+            return
+        rows = <RowStore>self.sink
+        if rows.on_release is None:
+            return
+        if c.proto == 0 and c.heads:
+            ch, sh = self.heads_of(c)
+            proto, sni = self.decide(ch, sh)
+            self.settle(c, proto, sni)
+        c.heads = None
+        rows.release(c)
+        c.app_released = True
 
     cdef void report_close(self, Conn c, Pkt* p):
         """Live mode: what a person needs the moment a connection starts closing."""
@@ -1494,6 +1534,8 @@ cdef class RowStore:
     cdef public list sni
     cdef dict hist_seen
     cdef public object on_extra    # called for connections with HTTP sessions or gaps
+    cdef object on_release         # on_extra.release, if it has one (Tracker.release_app)
+    cdef object on_rest            # on_extra.rest: what a released connection adds at retirement
     cdef public int64_t n
 
     def __init__(self, on_extra=None):
@@ -1510,7 +1552,25 @@ cdef class RowStore:
         self.sni = []
         self.hist_seen = {}
         self.on_extra = on_extra
+        self.on_release = getattr(on_extra, "release", None)
+        self.on_rest = getattr(on_extra, "rest", None)
         self.n = 0
+
+    cdef tuple closes_of(self, Conn c):
+        cdef Side* O = &c.s[c.client]
+        cdef Side* R = &c.s[1 - c.client]
+        return (O.fin_ts if O.fin_frame >= 0 else None, R.fin_ts if R.fin_frame >= 0 else None,
+                O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None)
+
+    cdef void release(self, Conn c):
+        """The application layer of a connection both sides closed (Tracker.release_app):
+        its exchanges and silences so far become rows now and its session is let go."""
+        res = self.on_release(c.conn_id, c.session, c.gaps or [], c.proto, self.closes_of(c))
+        c.app_requests = res[0]
+        c.app_unanswered = res[1]
+        c.app_waiting_since = NA if res[2] is None else res[2]
+        c.session = None
+        c.gaps = None
 
     cdef void add(self, Conn c):
         cdef int cl = c.client
@@ -1535,13 +1595,16 @@ cdef class RowStore:
         # Most connections share a handful of histories (a SYN flood: one); keep one copy.
         h = self.hist_seen.setdefault(h, h) if len(self.hist_seen) < 65536 else h
         state = conn_state(O, R, h, osize, rsize)
-        if c.session is not None or c.gaps or c.stalls:
+        if c.app_released and self.on_rest is not None:
+            nreq, nunans = c.app_requests, c.app_unanswered
+            if c.gaps or c.stalls:
+                stalls = [(t[0], 0 if t[1] == cl else 1) + t[2:] for t in c.stalls] if c.stalls else []
+                self.on_rest(c.conn_id, c.gaps or [], c.proto, stalls,
+                             None if c.app_waiting_since == NA else c.app_waiting_since)
+        elif c.session is not None or c.gaps or c.stalls:
             # stalls' sides as 0 client / 1 server (roles may have flipped since they were kept)
             stalls = [(t[0], 0 if t[1] == cl else 1) + t[2:] for t in c.stalls] if c.stalls else []
-            res = self.on_extra(c.conn_id, c.session, c.gaps or [], c.proto,
-                                (O.fin_ts if O.fin_frame >= 0 else None, R.fin_ts if R.fin_frame >= 0 else None,
-                                 O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None),
-                                stalls)
+            res = self.on_extra(c.conn_id, c.session, c.gaps or [], c.proto, self.closes_of(c), stalls)
             nreq, nunans = res
         cdef list K = self.cols
         push(<carray.array>K[0], c.conn_id)

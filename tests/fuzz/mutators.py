@@ -1010,6 +1010,26 @@ def write_exchange(path: Path, request: bytes, response: bytes | None, *, close:
         w.fh.flush()
 
 
+def write_short_connections(path: Path, n: int, *, requests: int = 3, every_us: int = 1000) -> None:
+    """n keep-alive connections, one every ``every_us``: handshake, ``requests`` GETs each
+    answered, then the client's FIN, the server's FIN and the last ACK (a busy service's
+    short connections: with the defaults all of them are closed and lingering at the end)."""
+    with open(path, "wb") as fh:
+        w = PcapWriter(io.BufferedWriter(fh, 1 << 20))
+        for i in range(n):
+            t = T0 + i * every_us
+            f = Flow(w, client=f"10.1.{i // 250}.{i % 250 + 1}", cport=20000 + i % 40000)
+            f.handshake(t)
+            for k in range(requests):
+                f.client(t + 300 + 200 * k, b"GET /item/%d HTTP/1.1\r\nHost: api.example.test\r\n"
+                         b"User-Agent: load/1.0\r\n\r\n" % k)
+                f.server(t + 400 + 200 * k, b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"ok\": true}")
+            f.client_fin(t + 900)
+            f.server_fin(t + 950)
+            w.tcp4(t + 990, f.c, f.s, f.cp, f.sp, f.cseq, f.sseq, ACK)
+        w.fh.flush()
+
+
 def write_backwards(path: Path, n_conns: int = 20) -> None:
     """Complete HTTP exchanges in natural packet order whose clock runs backwards: every packet
     is stamped earlier than the one before it (a clock stepped back, again and again)."""
