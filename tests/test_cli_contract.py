@@ -106,3 +106,17 @@ def test_internal_error_is_one_line_with_a_hint(monkeypatch, capsys):
     assert exc.value.code == 4
     assert "sockscope: internal error: ZeroDivisionError: division by zero" in err and "Traceback" not in err
     assert "SOCKSCOPE_DEBUG=1" in err
+
+
+def test_python_dash_m_has_the_console_scripts_exit_codes(tmp_path):
+    """``python -m sockscope`` is the same entry point: a reader that leaves early is exit
+    141 without a traceback, a missing file exit 3 in one line."""
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run([sys.executable, "-m", "sockscope", "diagnose", str(BEFORE)], stdout=w,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(w)
+    assert p.returncode == 141 and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "-m", "sockscope", "summary", str(tmp_path / "none.pcap")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3 and len(p.stderr.strip().splitlines()) == 1
