@@ -64,6 +64,8 @@ _CONN_FIELDS: dict[str, str] = {
     "client_unacked_bytes": "i", "client_unacked_peer_quiet_ns": "i", "server_unacked_since_ts": "t",
     "server_unacked_since_frame": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
     "server_unacked_peer_quiet_ns": "i", "client_unacked_acked_bytes": "i", "server_unacked_acked_bytes": "i",
+    "client_unseen_acked_bytes": "i", "client_unseen_acked_ts": "t", "server_unseen_acked_bytes": "i",
+    "server_unseen_acked_ts": "t",
     "client_state": "s", "server_state": "s", "tunnel": "s", "tunnel_id": "i",
 }
 

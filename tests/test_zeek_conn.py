@@ -23,8 +23,8 @@ _SPLIT = ("Zeek ends a connection after its inactivity timeouts (about 5 s for a
           "splits only on a new SYN")
 KNOWN: dict[str, dict[str, str]] = {
     "tcp-half-duplex-client": dict.fromkeys(
-        ["rows", "conn_state", "history", "orig_bytes", "resp_bytes", "orig_pkts",
-         "orig_ip_bytes", "duration", "missed_bytes"], _SPLIT),
+        ["rows", "conn_state", "history", "orig_bytes", "orig_pkts",
+         "orig_ip_bytes", "duration"], _SPLIT),
     "tcp-inactivity-split": dict.fromkeys(
         ["rows", "history", "orig_pkts", "orig_ip_bytes", "duration"], _SPLIT),
     "tcp-modbus-p502-rst": dict.fromkeys(

@@ -590,7 +590,9 @@ def zeek_summary(conv, segs):
             state[side] = "PARTIAL"
         if side == "c" and not syn and state["s"] == "SYN_ACK_SENT" and "A" in f:
             state["s"] = "ESTABLISHED"
-    history = "".join(hist)
+    # A connection whose first packet is the server's SYN-ACK from a likely server port
+    # (8000 is one of HTTP's): Zeek flips the roles and says so with '^'.
+    history = ("^" if segs and segs[0].side == "s" else "") + "".join(hist)
     os_, rs = state["c"], state["s"]
     o_in, r_in = os_ in ("INACTIVE", "PARTIAL"), rs in ("INACTIVE", "PARTIAL")
     if rs == "RESET":
@@ -637,8 +639,12 @@ def make_truth(cap, frames):
                           and o.seq + len(o.payload) >= s.seq + len(s.payload) for o in segs)
             if not covered:
                 missed[s.side] += len(s.payload)
+        # a side never seen sending: Zeek gives it no bytes, and reports no gap at all
+        seen = {side: any(s.side == side for s in segs) for side in "cs"}
+        if not all(seen.values()):
+            missed = {"c": 0, "s": 0}
         history = state = None
-        if c.roles_from == "syn":
+        if c.roles_from == "syn" or not all(seen.values()):
             history, state = zeek_summary(c, segs)
         elif all(s.captured for s in c.cap.segs if s.conv is c):
             _, state = zeek_summary(c, segs)
@@ -653,7 +659,8 @@ def make_truth(cap, frames):
             "start": iso(segs[0].ts), "end": iso(segs[-1].ts),
             "client_pkts": sum(s.side == "c" for s in segs),
             "server_pkts": sum(s.side == "s" for s in segs),
-            "client_bytes": c.data_sent["c"], "server_bytes": c.data_sent["s"],
+            "client_bytes": c.data_sent["c"] if seen["c"] else 0,
+            "server_bytes": c.data_sent["s"] if seen["s"] else 0,
             "missed_bytes": missed["c"] + missed["s"],
             "gaps": sum(1 for v in missed.values() if v),
             "retransmits": sum(1 for s in segs if s.tag == "retrans"),
@@ -1618,11 +1625,62 @@ def build_stalls(out):
     return [cap]
 
 
+def one_direction(c, side):
+    """Only the other side's packets reach the capture point (a SPAN port or mirror that
+    sees one direction): every segment ``side`` sent is lost before it."""
+    for s in c.cap.segs:
+        if s.conv is c and s.side == side:
+            s.captured = False
+
+
+def build_one_sided(out):
+    """Captures that see one direction only. Zeek's rules for an endpoint never seen sending
+    (analyzer/protocol/tcp: while an endpoint is inactive every ACK of the peer re-bases its
+    sequence space, and a content gap is reported only while both endpoints are established):
+    it has no bytes, and nobody has missed bytes, however far the seen side's ACKs go."""
+    caps = []
+    b = json.dumps({"items": list(range(40))}).encode()
+    cap = Capture("one-sided-client.pcap",
+                  "only the client's direction is captured: its SYN, a GET, its ACKs of a 3-segment answer "
+                  "the capture never shows, its FIN and last ACK",
+                  "1 connection, state SH, history SADF, server_bytes 0 and missed_bytes 0 (Zeek's values); "
+                  "the request has no response in the capture")
+    c = Conv(cap, 36200, t=T0)
+    c.open()
+    r = fetch_req("GET", "/items")
+    c.send("c", r.bytes, dt=140 * US, acks=None)
+    c.send("s", resp(200, "OK", b * 60, t_ns=c.t), dt=2 * MS, acks="quick")
+    c.fin("c", dt=30 * MS)
+    c.fin("s", dt=200 * US)
+    c.ack("c", dt=40 * US)
+    one_direction(c, "s")
+    c.note(r, status=None, outcome="no_response", ended_by="client_fin")
+    caps.append(cap)
+
+    cap = Capture("one-sided-server.pcap",
+                  "only the server's direction is captured: its SYN-ACK, its ACK of a request the capture never "
+                  "shows, a 3-segment answer, its FIN and last ACK",
+                  "1 connection, state SHR, history ^hadf, client_bytes 0 and missed_bytes 0 (Zeek's values); "
+                  "the response is a row without a request")
+    c = Conv(cap, 36202, t=T0)
+    c.open()
+    r = fetch_req("POST", "/items", pseudo(2 * MSS, 5))
+    c.send("c", r.bytes, dt=140 * US, acks="quick")
+    c.send("s", resp(201, "Created", b * 60, t_ns=c.t), dt=2 * MS, acks="quick")
+    c.fin("s", dt=30 * MS)
+    c.fin("c", dt=200 * US)
+    c.ack("s", dt=40 * US)
+    one_direction(c, "c")
+    c.note(None, status=201, outcome="no_request", response_body_len=len(b * 60))
+    caps.append(cap)
+    return caps
+
+
 def build_all(out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     caps = (build_incident(out_dir) + build_mixed(out_dir) + build_edges(out_dir) + build_formats(out_dir)
-            + build_failures(out_dir) + build_stalls(out_dir))
+            + build_failures(out_dir) + build_stalls(out_dir) + build_one_sided(out_dir))
     names = []
     for cap in caps:
         write_capture(cap, out_dir)

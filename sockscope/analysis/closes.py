@@ -172,6 +172,12 @@ def outstanding_requests(ctx: "Context", crossed: np.ndarray | None = None) -> n
     outcome = _cols.texts(r["outcome"])
     out = ((outcome != "no_request") & (req_end != _cols.NAT) & (closer != None)  # noqa: E711
            & (cts != _cols.NAT) & (req_end <= cts) & ((resp_end == _cols.NAT) | (resp_end > cts)))
+    # A capture that never shows the server (one direction only) cannot tell an unanswered
+    # request from one whose answer went uncaptured, but the client's ACKs can: if they
+    # acknowledged server bytes after the request began, the server answered.
+    unseen = ctx.ns("server_unseen_acked_ts")[pos] if "server_unseen_acked_ts" in ctx.conns else None
+    if unseen is not None:
+        out &= ~((unseen != _cols.NAT) & (unseen > _cols.ns(r["request_start"])))
     return out & ~(crossed_requests(ctx) if crossed is None else crossed)
 
 
@@ -223,6 +229,10 @@ def attribute(ctx: "Context") -> Closes:
     has_reqs = ctx.req_count > 0
     tcp = (closer != None) & ~has_reqs & (ctx.text("protocol") != "http")  # noqa: E711
     tcp_waiting = tcp & (ctx.text("last_payload_by") == "client") & ~np.isnan(idle) & (idle >= MIN_TIMER_S)
+    if "server_unseen_acked_ts" in ctx.conns:
+        # the server never seen, but the client's ACKs show it sent data after the last byte
+        unseen = ctx.ns("server_unseen_acked_ts")
+        tcp_waiting &= ~((unseen != _cols.NAT) & (unseen > ctx.ns("last_payload_ts")))
     n_out = np.where(tcp_waiting, 1, n_out)
     timed = np.where(forced, None, closer)
     # one connection seen at two capture points closed once: its second copy is no second

@@ -238,6 +238,11 @@ EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {
     "server_unacked_peer_quiet_s": "float64",
     "client_unacked_acked_bytes": "Int64",
     "server_unacked_acked_bytes": "Int64",
+    # a side never seen sending (one direction captured): what its peer's ACKs say it sent
+    "client_unseen_acked_bytes": "Int64",
+    "client_unseen_acked_ts": TS,
+    "server_unseen_acked_bytes": "Int64",
+    "server_unseen_acked_ts": TS,
 }
 
 # Likewise for requests: the frames of each message (the analysis layer's evidence lists
@@ -348,6 +353,8 @@ class _Side:
     flight_frame: int = 0
     flight_rexmit: int = 0
     flight_ack0: int | None = None      # the peer's highest ACK when the flight began
+    ack_first: int | None = None        # the peer's first ACK of this side, and when its ACK
+    ack_adv_ns: int | None = None       # last advanced (a side never seen: what it sent)
     # a zero-window stall this side advertises, and the peer's probes in it; a run of this
     # side's keep-alive probes the peer has not answered (the native tracker's rules)
     zw_ns: int | None = None
@@ -723,11 +730,13 @@ class _Builder:
         peer = st.sides[1 - si] if len(st.sides) == 2 else None
         if peer is not None and ack and not rst and ack_no is not None:
             if peer.ack_hi is None:
-                peer.ack_hi = ack_no
+                peer.ack_hi = peer.ack_first = ack_no
             else:
                 diff = (ack_no - peer.ack_hi) % _TWO32
                 if diff < _TWO32 // 2:
                     peer.ack_hi += diff
+                    if diff:
+                        peer.ack_adv_ns = ts
             if peer.flight_ns is not None and peer.last_end is not None and peer.ack_hi >= peer.last_end:
                 peer.flight_ns = None
         if useq is not None and not rst:
@@ -757,6 +766,15 @@ class _Builder:
                 f"{prefix}_unacked_peer_quiet_s": quiet,
                 f"{prefix}_unacked_acked_bytes": max(0, side.ack_hi - side.flight_ack0)
                 if side.ack_hi is not None and side.flight_ack0 is not None else 0}
+
+    @staticmethod
+    def _unseen(side: _Side, prefix: str) -> dict[str, Any]:
+        """A side never seen sending: the bytes its peer's ACKs acknowledged, and when."""
+        if side.pkts or side.ack_hi is None:
+            return {}
+        sent = side.ack_hi - side.ack_first
+        return {f"{prefix}_unseen_acked_bytes": sent,
+                f"{prefix}_unseen_acked_ts": side.ack_adv_ns if sent > 0 else None}
 
     @staticmethod
     def _open_stalls(st: _Stream) -> list[tuple[Any, ...]]:
@@ -1030,6 +1048,8 @@ class _Builder:
                        for k in ("ttl_min", "ttl_max", "rst_ttl", "rst_ip_id", "ip_id_before_rst")},
                     **self._unacked(c, s, "client"),
                     **self._unacked(s, c, "server"),
+                    **self._unseen(c, "client"),
+                    **self._unseen(s, "server"),
                 }
             )
         connections = _typed(conns, {**CONNECTION_COLUMNS, **EXTRA_CONNECTION_COLUMNS})

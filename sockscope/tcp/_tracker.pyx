@@ -114,6 +114,7 @@ cdef struct Side:
     int64_t flight_ts
     int64_t flight_frame
     int64_t flight_rexmit
+    int64_t ack_adv_ts       # when the peer's ACK of this side's data last advanced (-1: never)
     int64_t flight_ack0      # the peer's highest ACK of this side when the flight began:
                              # ACKs beyond it acknowledged part of the flight
     int64_t last_pkt_ts      # this side's last packet of any kind
@@ -632,11 +633,16 @@ cdef class Tracker:
             # every call removing at least that island.
             self.drain_islands(c, d)
             return
-        S.missed += n
-        if letter:
-            S.n_gap += 1
-            if log_step(S.n_gap):
-                hist_add(c, d, b'G')
+        # Zeek's conn.log counts a hole (missed_bytes, the 'G' letter) only while both
+        # endpoints are established or closing from established: in a partial or one-sided
+        # connection a "hole" is more likely unseen earlier packets or a never-seen sender
+        # than lost data. The application layer is told of every hole regardless.
+        if clean(&c.s[0]) and clean(&c.s[1]):
+            S.missed += n
+            if letter:
+                S.n_gap += 1
+                if log_step(S.n_gap):
+                    hist_add(c, d, b'G')
         if c.session is not None:
             if d == c.client:
                 c.session.client_gap(n, ts, frame)
@@ -979,6 +985,7 @@ cdef class Tracker:
                 rel_ack = unwrap(P, p.ack)
                 if not rst and rel_ack > P.ack_max and not (p.ack == 0 and rel_ack - P.ack_max > TOO_LARGE_DELTA):
                     P.ack_max = rel_ack
+                    P.ack_adv_ts = p.ts_ns
                     if P.flight_ts >= 0 and P.ack_max >= P.last_end:
                         P.flight_ts = -1        # all the peer's data is acknowledged
 
@@ -1393,9 +1400,16 @@ def conn_row(Conn c):
     }
 
 
+cdef inline bint clean(Side* S):
+    """Established, or closed from established (Zeek's test before it reports a gap)."""
+    return S.state == ESTABLISHED or (S.state == CLOSED and S.prev_state == ESTABLISHED)
+
+
 cdef int64_t endpoint_size(Side* S, Side* P):
     cdef int64_t top, size
-    if not S.seq_init:
+    # An endpoint never seen sending has only the peer's ACKs to go by: Zeek re-bases it at
+    # every ACK while it is inactive, so it reports no bytes for it (a one-sided capture).
+    if not S.seq_init or S.state == INACTIVE:
         return 0
     # A SYN answered by nothing but its own RST is a scan: nothing was sent.
     if S.prev_state == SYN_SENT and S.state == RESET and P.state == INACTIVE and S.ack_max <= S.start + 1:
@@ -1471,6 +1485,9 @@ INT_COLUMNS = (
     "tunnel", "tunnel_id",
     # how much of the unacknowledged flight the peer did acknowledge (its partial ACKs)
     "client_unacked_acked_bytes", "server_unacked_acked_bytes",
+    # a side never seen sending (a one-direction capture): the bytes its peer's ACKs say it
+    # sent, and when the last of those ACKs advanced
+    "client_unseen_acked_bytes", "client_unseen_acked_ts", "server_unseen_acked_bytes", "server_unseen_acked_ts",
 )
 STATE_CODES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
 PROTOCOL_CODES = ("unknown", "http", "tls", "unknown")
@@ -1681,6 +1698,10 @@ cdef class RowStore:
         push(<carray.array>K[67], c.tun_id if c.tun_kind else NA)
         push32(<carray.array>K[68], min(O.ack_max - O.flight_ack0, 0x7fffffff) if ofl else -1)
         push32(<carray.array>K[69], min(R.ack_max - R.flight_ack0, 0x7fffffff) if rfl else -1)
+        push(<carray.array>K[70], max(0, O.ack_max - O.start - 1) if O.pkts == 0 and O.seq_init else NA)
+        push(<carray.array>K[71], O.ack_adv_ts if O.pkts == 0 and O.seq_init and O.ack_max > O.start + 1 else NA)
+        push(<carray.array>K[72], max(0, R.ack_max - R.start - 1) if R.pkts == 0 and R.seq_init else NA)
+        push(<carray.array>K[73], R.ack_adv_ts if R.pkts == 0 and R.seq_init and R.ack_max > R.start + 1 else NA)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)
