@@ -258,3 +258,32 @@ def test_the_point_nearer_the_clients_is_found_whatever_the_order_of_the_files(s
     pts = cap.points
     assert pts.oriented and pts.names[0] == str(LAB / scenario / "client.pcap")
     assert cap.connections["twin_conn_id"].notna().all()
+
+
+@pytest.mark.skipif(not (LAB / "silent-drop" / "server.pcap").exists(), reason="no recordings")
+@pytest.mark.parametrize("scenario,lost,made", [
+    # the request and its 7 retransmissions dropped by the router
+    ("silent-drop", {"client→server": 8}, {}),
+    # the request the router answered with its forged RST never went on; the RST was made there
+    ("middlebox-rst", {"client→server": 1}, {"server→client": 1}),
+    # the client's 3 keep-alive probes and its kernel's RST, after the server's link went down
+    ("dead-peer", {"client→server": 4}, {}),
+    # every packet went through
+    ("keepalive-race", {}, {}), ("zero-window", {}, {}), ("server-killed", {}, {}),
+])
+def test_two_points_count_the_packets_lost_or_made_between_them(scenario: str, lost: dict, made: dict):
+    """Per connection and direction: packets the sender's point saw that the other did not
+    (dropped in between), and the reverse (made in between: a forged RST). The far point's
+    last packet came before the lost ones in these recordings, so none is certain."""
+    import sockscope
+
+    cap = sockscope.load([LAB / scenario / "client.pcap", LAB / scenario / "server.pcap"])
+    b = cap.points.between
+    assert len(b) == 2 * cap.points.matched
+    got_lost = {d: int(n) for d, n in b.groupby("direction")["lost"].sum().items() if n}
+    got_made = {d: int(n) for d, n in b.groupby("direction")["made"].sum().items() if n}
+    assert (got_lost, got_made) == (lost, made)
+    facts = cap.points.as_facts()
+    assert facts["lost_between"] == sum(lost.values()) and facts["made_between"] == sum(made.values())
+    text = cap.points.describe()
+    assert ("; between them: " in text) == bool(lost or made)

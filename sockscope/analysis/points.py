@@ -49,6 +49,9 @@ class Points:
     samples: int                        # requests answered at both points (what the clocks rest on)
     oriented: bool                      # names[0] is known to be the point nearer the clients
     point_of: np.ndarray = field(repr=False)   # per connection: 0 or 1 (index into names)
+    # per matched connection and direction, packets that passed the sender's point but not
+    # the other (lost in between) or the other way round (made in between): see between()
+    between: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def copies(self) -> np.ndarray:
@@ -67,12 +70,41 @@ class Points:
             return seen + f"; no request answered at both points, so nothing is said of their clocks; {where}"
         return (f"{seen}; {b}'s clock {_signed_ms(self.offset_s)} against {a}'s, one-way delay "
                 f"{self.delay_s * 1e3:.3f} ms between them (from {self.samples} request(s) answered at both); "
-                f"{where}")
+                f"{where}" + self.describe_between())
+
+    def describe_between(self) -> str:
+        """What the path between the points did to packets, for the text faces ('' when nothing)."""
+        b = self.between
+        if b.empty:
+            return ""
+        out = []
+        for col, verb in (("lost", "left the sender's point and never reached the other"),
+                          ("made", "reached a point without passing the sender's")):
+            for sure in (True, False):
+                rows = b[(b[col] > 0) & (b["certain"] == sure)]
+                if not len(rows):
+                    continue
+                dirs = ", ".join(f"{int(g[col].sum()):,} {d}" for d, g in rows.groupby("direction", sort=True))
+                ids = ", ".join(str(int(i)) for i in rows["conn_id"].drop_duplicates().head(5))
+                more = "" if rows["conn_id"].nunique() <= 5 else ", …"
+                out.append(f"{dirs} packet(s) {verb} (conn {ids}{more})"
+                           + ("" if sure else ", unless that capture had stopped (its last packet came "
+                              "before them)"))
+        return ("; between them: " + "; ".join(out)) if out else ""
 
     def as_facts(self) -> dict[str, Any]:
+        b = self.between
+        moved = b[(b["lost"] > 0) | (b["made"] > 0)] if not b.empty else b
         return {"points": list(self.names), "matched": self.matched, "only": list(self.only),
                 "clock_offset_s": self.offset_s, "one_way_delay_s": self.delay_s, "samples": self.samples,
-                "nearer_clients": self.names[0] if self.oriented else None}
+                "nearer_clients": self.names[0] if self.oriented else None,
+                "lost_between": int(moved["lost"].sum()) if len(moved) else 0,
+                "made_between": int(moved["made"].sum()) if len(moved) else 0,
+                # rows: conn_id (nearer the clients), twin_conn_id, direction, sent_past (the
+                # sender's point), at_sender, at_receiver, lost, made, certain
+                "between": [{k: (bool(v) if isinstance(v, (bool, np.bool_)) else int(v)
+                                 if isinstance(v, (int, np.integer)) else v) for k, v in r.items()}
+                            for r in moved.head(50).to_dict("records")]}
 
 
 def _signed_ms(v: float | None) -> str:
@@ -110,7 +142,51 @@ def match(ctx: Context) -> Points | None:
         if delay is not None:
             offset, delay = -offset, -delay
     only = (int(((twin < 0) & (point == 0)).sum()), int(((twin < 0) & (point == 1)).sum()))
-    return Points((names[0], names[1]), twin, len(pairs), only, offset, delay, samples, oriented, point)
+    near = pa_ if not oriented or votes[0] > 0 else pb      # positions at the point nearer the clients
+    far = pb if near is pa_ else pa_
+    moved = _between(ctx, near, far, point, (names[0], names[1]), offset) if oriented else pd.DataFrame()
+    return Points((names[0], names[1]), twin, len(pairs), only, offset, delay, samples, oriented, point, moved)
+
+
+def _between(ctx: Context, near: np.ndarray, far: np.ndarray, point: np.ndarray, names: tuple[str, str],
+             offset_s: float | None) -> pd.DataFrame:
+    """Per connection seen at both points, per direction: packets the sender's point saw
+    that the other did not (``lost``: dropped in between), and the reverse (``made``: sent
+    by something in between in the sender's name). The client's packets are counted at the
+    point nearer the clients first, the server's at the other. A connection whose first
+    packets one point lacks (its SYN at one point only) is not judged: that point started late. One whose last packet came
+    after the other point's last packet of any connection is judged with ``certain`` False:
+    the other point may have stopped capturing, which the files cannot tell (its silence is
+    then no proof)."""
+    if not len(near):
+        return pd.DataFrame()
+    start, end = ctx.ns("start"), ctx.ns("end")
+    shift = int(round((offset_s or 0.0) * 1e9))
+    span = []
+    for k in (0, 1):
+        m = point == k
+        span.append((int(start[m].min()), int(end[m].max())))
+    # the twin's times on the other point's clock (the second point runs `offset` ahead)
+    # both points saw the connection begin the same way (its SYN at both, or neither): a
+    # point that started capturing in its middle would lack its first packets
+    roles = ctx.text("roles_from")
+    inside = roles[near] == roles[far]
+    near, far = near[inside], far[inside]
+    certain = (end[near] + shift <= span[1][1]) & (end[far] - shift <= span[0][1])
+    cp, sp = ctx.frames("client_pkts"), ctx.frames("server_pkts")
+    out = pd.DataFrame({
+        "conn_id": np.concatenate([ctx.conn_id[near], ctx.conn_id[near]]),
+        "twin_conn_id": np.concatenate([ctx.conn_id[far], ctx.conn_id[far]]),
+        "direction": np.array(["client→server"] * len(near) + ["server→client"] * len(near), dtype=object),
+        "sent_past": np.array([names[0]] * len(near) + [names[1]] * len(near), dtype=object),
+        "at_sender": np.concatenate([cp[near], sp[far]]),
+        "at_receiver": np.concatenate([cp[far], sp[near]]),
+    })
+    diff = out["at_sender"] - out["at_receiver"]
+    out["lost"] = diff.clip(lower=0)
+    out["made"] = (-diff).clip(lower=0)
+    out["certain"] = np.concatenate([certain, certain])
+    return out
 
 
 MATCH_WINDOW_NS = 1_000_000_000   # one connection's first packets at two points: this close, clocks aligned
