@@ -46,6 +46,8 @@ NFSTREAM = "nfstream==6.6.0"   # in its own environment under bench/data/ (never
 TARGET_DIAG_JSON = 2.0         # diagnose --json / summary --json wall, busy capture (diagnosis issue)
 TARGET_DIAG_TEXT = 2.5         # diagnose (text report) / summary --json wall
 TARGET_DIAG_MB = 300.0         # diagnose peak RSS, busy capture
+TARGET_BUSY_CONV = 9.0         # tshark conv,tcp / summary --json, busy capture (memory issue)
+TARGET_BUSY_HTTP = 25.0        # tshark -Y http fields / requests --json, busy capture (memory issue)
 
 
 # ---- captures -------------------------------------------------------------------------
@@ -218,9 +220,34 @@ def busy_rows(pcap: Path, a: argparse.Namespace) -> list[dict]:
          "needs_sockscope": True, "vs": "ss_summary"},
         {"key": "tshark_conv", "name": "tshark -q -z conv,tcp", "vs": "ss_summary",
          "cmd": [a.tshark, "-r", f, "-q", "-z", "conv,tcp"]},
+        {"key": "tshark_http", "name": "tshark -Y http -T fields (4 fields)", "vs": "ss_requests",
+         "cmd": [a.tshark, "-r", f, "-Y", "http", "-T", "fields", *TSHARK_HTTP_FIELDS]},
         _nfstream_row(f, a),
     ]
     return [r for r in rows if not a.only or r["key"] in a.only]
+
+
+def slice_capture(pcap: Path, packets: int) -> Path:
+    """The first ``packets`` records of a classic pcap, cached beside it: the busy capture's
+    own beginning, so its memory compares with the whole file's on the same traffic."""
+    out = pcap.with_name(f"{pcap.stem}_first{packets}.pcap")
+    if out.exists() and out.stat().st_mtime >= pcap.stat().st_mtime:
+        return out
+    import struct
+
+    with open(pcap, "rb") as src, open(out.with_suffix(".tmp"), "wb") as dst:
+        dst.write(src.read(24))
+        for _ in range(packets):
+            head = src.read(16)
+            if len(head) < 16:
+                break
+            dst.write(head + src.read(struct.unpack_from("<I", head, 8)[0]))
+    out.with_suffix(".tmp").rename(out)
+    return out
+
+
+def busy_slice_key(packets: int) -> str:
+    return f"busy-slice {packets}"
 
 
 def run_row(row: dict, packets: int, timeout: float) -> dict:
@@ -274,6 +301,14 @@ def run_all(a: argparse.Namespace) -> dict:
         results["sizes"][key] = {"file": str(pcap), "truth": truth, "rows": {}}
         for row in busy_rows(pcap, a):
             plan.append((key, pcap, row))
+        if a.also and a.also < a.busy:
+            cut = slice_capture(pcap, a.also)
+            skey = busy_slice_key(a.also)
+            results["sizes"][skey] = {"file": str(cut), "truth": {"packets": a.also}, "rows": {}}
+            row = {"key": "ss_summary", "name": "sockscope summary --json",
+                   "cmd": [a.sockscope, "summary", "--json", str(cut)], "needs_sockscope": True}
+            if not a.only or "ss_summary" in a.only:
+                plan.append((skey, cut, row))
     warmed = set()
     results["host"]["two_process_scaling"] = []
     for rnd in range(a.repeat):
@@ -404,7 +439,8 @@ def ratios(results: dict, big: int, small: int, busy: int = 0) -> list[dict]:
         speed("sockscope diagnose (text) / summary --json", "ss_diagnose", "ss_summary", TARGET_DIAG_TEXT, k,
               most=True)
         speed("sockscope watch --json (file) / summary --json", "ss_watch", "ss_summary", None, k)
-        speed("tshark conv,tcp / sockscope summary", "tshark_conv", "ss_summary", None, k)
+        speed("tshark conv,tcp / sockscope summary", "tshark_conv", "ss_summary", TARGET_BUSY_CONV, k)
+        speed("tshark http fields / sockscope requests", "tshark_http", "ss_requests", TARGET_BUSY_HTTP, k)
         speed("NFStream / sockscope summary", "nfstream", "ss_summary", TARGET_NFSTREAM, k)
         memory("sockscope summary peak RSS / NFStream's", "ss_summary", "nfstream", 1.0, k)
         seen = [x for x in (_rss(results, k, "ss_diagnose_json"), _rss(results, k, "ss_diagnose")) if x is not None]
@@ -412,6 +448,18 @@ def ratios(results: dict, big: int, small: int, busy: int = 0) -> list[dict]:
         out.append({"what": f"sockscope diagnose peak RSS @ {int(busy):,}-pkt busy capture (MB)", "value": rd,
                     "target": f"<= {TARGET_DIAG_MB:g} MB", "ok": None if rd is None else rd <= TARGET_DIAG_MB,
                     "unit": " MB"})
+        rqb = _rss(results, k, "ss_requests")
+        out.append({"what": f"sockscope requests peak RSS @ {int(busy):,}-pkt busy capture (MB)", "value": rqb,
+                    "target": f"<= {TARGET_REQUESTS_MB:g} MB",
+                    "ok": None if rqb is None else rqb <= TARGET_REQUESTS_MB, "unit": " MB"})
+        if small and small < busy:
+            rb, rs = _rss(results, k, "ss_summary"), _rss(results, busy_slice_key(small), "ss_summary")
+            v = rb / rs if rb and rs else None
+            ok = None if v is None else abs(v - 1) <= TARGET_RSS_SPREAD and max(rb, rs) <= TARGET_RSS_MB
+            out.append({"what": f"sockscope summary peak RSS, busy capture / its first {small:,} pkts "
+                                + (f"({rb:.0f} / {rs:.0f} MB)" if v else ""),
+                        "value": v, "target": f"within {TARGET_RSS_SPREAD:.0%}, both <= {TARGET_RSS_MB:g} MB",
+                        "ok": ok, "unit": "x"})
     rq = _rss(results, big, "ss_requests")
     out.append({"what": f"sockscope requests peak RSS @ {big:,} pkts (MB)", "value": rq,
                 "target": f"<= {TARGET_REQUESTS_MB:g} MB", "ok": None if rq is None else rq <= TARGET_REQUESTS_MB,
@@ -476,10 +524,14 @@ def markdown(results: dict) -> str:
         title = f"{int(n):,}-packet capture" if n.isdigit() else \
             f"{int(n.split()[-1]):,}-packet {n.split()[0]} capture (profile {t.get('profile', n.split()[0])})"
         lines.append(f"### {title}: `{Path(size['file']).name}`\n")
-        lines.append(f"{t['packets']:,} packets, {t['file_bytes'] / 1e6:.0f} MB, {t['connections']:,} connections, "
-                     f"{t['requests']:,} requests ({t['unanswered_requests']} unanswered), "
-                     f"{t['retransmissions']} retransmissions, {t['duration_s']:.0f} s of traffic"
-                     + ("" if t.get("cached") else f"; generated in {t['generate_s']:.1f} s") + "\n")
+        if "connections" not in t:      # a slice: only its size is known without reading it
+            lines.append(f"the first {t['packets']:,} packets of the busy capture, "
+                         f"{Path(size['file']).stat().st_size / 1e6:.0f} MB\n")
+        else:
+            lines.append(f"{t['packets']:,} packets, {t['file_bytes'] / 1e6:.0f} MB, {t['connections']:,} connections, "
+                         f"{t['requests']:,} requests ({t['unanswered_requests']} unanswered), "
+                         f"{t['retransmissions']} retransmissions, {t['duration_s']:.0f} s of traffic"
+                         + ("" if t.get("cached") else f"; generated in {t['generate_s']:.1f} s") + "\n")
         lines.append("| command | packets | wall s | packets/s | peak RSS MB | vs sockscope |")
         lines.append("|---|---:|---:|---:|---:|---|")
         rows = size["rows"]
