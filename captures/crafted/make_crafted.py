@@ -635,6 +635,8 @@ def make_truth(cap, frames):
         # a lost segment whose bytes were never captured in any copy is capture loss
         missed = {"c": 0, "s": 0}
         for s in lost:
+            if s.tag == "precapture":
+                continue        # sent before the capture began: not a hole in it
             covered = any(o.captured and o.side == s.side and o.payload and o.seq <= s.seq
                           and o.seq + len(o.payload) >= s.seq + len(s.payload) for o in segs)
             if not covered:
@@ -1456,9 +1458,10 @@ def build_failures(out):
                   "server's FIN arrives 45 ms later without acknowledging it (the two crossed), then the server's "
                   "RST; next to it two real aborts: a FIN that acknowledges the request, and a FIN in the middle "
                   "of an upload whose first segment was acknowledged; the race again with a request of three "
-                  "segments, and with two pipelined requests",
+                  "segments, with two pipelined requests, and on a connection opened before the capture began",
                   "stale_reuse (request 2) and server_idle_close (2 s) on conns 0 and 3; server_abort on conns 1 "
-                  "and 2; stale_reuse (requests 2 and 3, one finding) and server_idle_close on conn 4")
+                  "and 2; stale_reuse (requests 2 and 3, one finding) and server_idle_close on conn 4; stale_reuse on conn 5, "
+                  "a pooled connection opened before the capture")
     c = Conv(cap, 35310, t=T0)
     c.open(rtt=100 * MS)
     r1 = fetch_req("GET", "/health")
@@ -1543,6 +1546,24 @@ def build_failures(out):
     cap.finding("server_idle_close", c)
     cap.finding("stale_reuse", c, 2)      # one finding per connection, at its first such request
     us_round(c)
+
+    # the race on a pooled connection opened before the capture began: the request is the
+    # first packet of it the capture holds (so its sequence space starts one below it)
+    c = Conv(cap, 35315, t=T0 + 15 * S)
+    c.open(rtt=100 * MS)
+    r1 = fetch_req("GET", "/health")
+    c.send("c", r1.bytes, dt=140 * US, acks=None)
+    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
+    before = c.nxt["c"]
+    before_capture(c)
+    r2 = fetch_req("GET", "/health")
+    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
+    c.fin("s", dt=45 * MS, ack=before)
+    c.fin("c", dt=1 * MS)
+    c.rst("s", dt=54 * MS, ack=False)
+    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
+    cap.finding("stale_reuse", c, 1)
+    us_round(c)
     caps.append(cap)
     return caps
 
@@ -1623,6 +1644,18 @@ def build_stalls(out):
     c.note(r, status=200, outcome="complete", response_body_len=len(b))
     cap.finding("client_idle_close", c)
     return [cap]
+
+
+def before_capture(c):
+    """Everything ``c`` sent so far happened before the capture began: the capture starts
+    in the middle of the connection (no SYN; bytes count from the first captured one)."""
+    for s in c.cap.segs:
+        if s.conv is c:
+            s.captured = False
+            s.tag = "precapture"
+    c.data_sent = {"c": 0, "s": 0}
+    c.roles_from = "heuristic"
+    c.history_sure = False
 
 
 def one_direction(c, side):

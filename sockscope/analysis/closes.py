@@ -172,9 +172,11 @@ def outstanding_requests(ctx: "Context", crossed: np.ndarray | None = None) -> n
     outcome = _cols.texts(r["outcome"])
     out = ((outcome != "no_request") & (req_end != _cols.NAT) & (closer != None)  # noqa: E711
            & (cts != _cols.NAT) & (req_end <= cts) & ((resp_end == _cols.NAT) | (resp_end > cts)))
-    # A capture that never shows the server (one direction only) cannot tell an unanswered
-    # request from one whose answer went uncaptured, but the client's ACKs can: if they
-    # acknowledged server bytes after the request began, the server answered.
+    # A capture that never shows the server's answer (one direction only, or capture loss)
+    # cannot tell an unanswered request from one whose answer went uncaptured, but the
+    # client's ACKs can: if they acknowledged server bytes the capture never showed (more
+    # than a FIN's one) after the request began, the server was answering. (With requests
+    # pipelined the ACKs cannot say which one: all after the answered one are let off.)
     unseen = ctx.ns("server_unseen_acked_ts")[pos] if "server_unseen_acked_ts" in ctx.conns else None
     if unseen is not None:
         out &= ~((unseen != _cols.NAT) & (unseen > _cols.ns(r["request_start"])))

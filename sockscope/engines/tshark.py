@@ -238,7 +238,8 @@ EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {
     "server_unacked_peer_quiet_s": "float64",
     "client_unacked_acked_bytes": "Int64",
     "server_unacked_acked_bytes": "Int64",
-    # a side never seen sending (one direction captured): what its peer's ACKs say it sent
+    # bytes a side sent that no captured packet carried (one direction captured, capture
+    # loss), known from its peer's ACKs, and when the last of them was acknowledged
     "client_unseen_acked_bytes": "Int64",
     "client_unseen_acked_ts": TS,
     "server_unseen_acked_bytes": "Int64",
@@ -353,8 +354,8 @@ class _Side:
     flight_frame: int = 0
     flight_rexmit: int = 0
     flight_ack0: int | None = None      # the peer's highest ACK when the flight began
-    ack_first: int | None = None        # the peer's first ACK of this side, and when its ACK
-    ack_adv_ns: int | None = None       # last advanced (a side never seen: what it sent)
+    unseen_acked: int = 0               # bytes the peer acknowledged that no captured packet carried,
+    unseen_ns: int | None = None        # and when the last of them (beyond a FIN's one) was acknowledged
     # a zero-window stall this side advertises, and the peer's probes in it; a run of this
     # side's keep-alive probes the peer has not answered (the native tracker's rules)
     zw_ns: int | None = None
@@ -730,13 +731,18 @@ class _Builder:
         peer = st.sides[1 - si] if len(st.sides) == 2 else None
         if peer is not None and ack and not rst and ack_no is not None:
             if peer.ack_hi is None:
-                peer.ack_hi = peer.ack_first = ack_no
+                peer.ack_hi = ack_no
             else:
                 diff = (ack_no - peer.ack_hi) % _TWO32
                 if diff < _TWO32 // 2:
+                    # beyond what the peer was seen sending: bytes only its ACKs tell of
+                    seen = peer.ack_hi if peer.last_end is None else max(peer.ack_hi, peer.last_end)
                     peer.ack_hi += diff
-                    if diff:
-                        peer.ack_adv_ns = ts
+                    beyond = peer.ack_hi - seen
+                    if beyond > 0:
+                        peer.unseen_acked += beyond
+                        if beyond >= 2:
+                            peer.unseen_ns = ts
             if peer.flight_ns is not None and peer.last_end is not None and peer.ack_hi >= peer.last_end:
                 peer.flight_ns = None
         if useq is not None and not rst:
@@ -769,12 +775,10 @@ class _Builder:
 
     @staticmethod
     def _unseen(side: _Side, prefix: str) -> dict[str, Any]:
-        """A side never seen sending: the bytes its peer's ACKs acknowledged, and when."""
-        if side.pkts or side.ack_hi is None:
+        """Bytes a side sent that no captured packet carried (its peer's ACKs tell), and when."""
+        if not side.unseen_acked:
             return {}
-        sent = side.ack_hi - side.ack_first
-        return {f"{prefix}_unseen_acked_bytes": sent,
-                f"{prefix}_unseen_acked_ts": side.ack_adv_ns if sent > 0 else None}
+        return {f"{prefix}_unseen_acked_bytes": side.unseen_acked, f"{prefix}_unseen_acked_ts": side.unseen_ns}
 
     @staticmethod
     def _open_stalls(st: _Stream) -> list[tuple[Any, ...]]:

@@ -114,7 +114,12 @@ cdef struct Side:
     int64_t flight_ts
     int64_t flight_frame
     int64_t flight_rexmit
-    int64_t ack_adv_ts       # when the peer's ACK of this side's data last advanced (-1: never)
+    int64_t unseen_acked     # bytes the peer acknowledged that no captured packet carried
+    int64_t unseen_ts        # when the last of them beyond a FIN's one was acknowledged (0: none)
+    bint seq_from_ack        # sequence space learned from the peer's ACK, before a packet of its own
+    bint rebased             # ... and re-based at its first packet, as Zeek does (size only)
+    int64_t size_base        # Zeek's start for the size of a re-based endpoint
+    int64_t size_ack         # the peer's highest ACK since the re-base
     int64_t flight_ack0      # the peer's highest ACK of this side when the flight began:
                              # ACKs beyond it acknowledged part of the flight
     int64_t last_pkt_ts      # this side's last packet of any kind
@@ -881,6 +886,12 @@ cdef class Tracker:
             S.ack_max = S.start
             delta = 0
         rel = unwrap(S, p.seq)
+        if S.seq_from_ack and S.pkts == 1 and not syn:
+            # Zeek re-bases an inactive endpoint at its own first packet: the bytes the peer
+            # acknowledged before it are not this endpoint's size (they stay unseen_acked)
+            S.rebased = True
+            S.size_base = rel - 1
+            S.size_ack = rel - 1
         if not rst and rel - S.ref_rel < TOO_LARGE_DELTA * 1024 and rel - S.ref_rel > -TOO_LARGE_DELTA * 1024:
             S.ref_seq = p.seq
             S.ref_rel = rel
@@ -981,13 +992,15 @@ cdef class Tracker:
                 P.last_end = BASE
                 P.ack_max = BASE
                 P.next_rel = BASE + 1
+                P.seq_from_ack = True
             else:
                 rel_ack = unwrap(P, p.ack)
                 if not rst and rel_ack > P.ack_max and not (p.ack == 0 and rel_ack - P.ack_max > TOO_LARGE_DELTA):
                     P.ack_max = rel_ack
-                    P.ack_adv_ts = p.ts_ns
                     if P.flight_ts >= 0 and P.ack_max >= P.last_end:
                         P.flight_ts = -1        # all the peer's data is acknowledged
+                if P.rebased and not rst and rel_ack > P.size_ack:
+                    P.size_ack = rel_ack
 
         # Zeek's last_seq rule: retransmissions are segments that don't advance it
         end = rel + seg_len
@@ -1003,7 +1016,9 @@ cdef class Tracker:
                 S.flight_ts = p.ts_ns
                 S.flight_frame = p.frame
                 S.flight_rexmit = 0
-                S.flight_ack0 = S.ack_max
+                # the peer's ACK before the flight, at least the flight's first byte: a
+                # sequence space learned mid-stream or from the peer's ACK starts one below it
+                S.flight_ack0 = max(S.ack_max, rel + (1 if syn else 0))
             S.last_end = end
         elif length > 0:
             S.n_rxmit += 1
@@ -1063,6 +1078,11 @@ cdef class Tracker:
             if P.fin_cnt and upto > P.fin_pos:
                 upto = P.fin_pos
             if upto > P.next_rel and upto - P.next_rel < (1 << 34):
+                # bytes the peer sent that the capture never showed: the other side's ACK
+                # is their only trace (a one-direction capture, or capture loss)
+                P.unseen_acked += upto - P.next_rel
+                if upto - P.next_rel >= 2:      # more than an unseen FIN's one
+                    P.unseen_ts = p.ts_ns
                 self.declare_gap(c, 1 - d, upto, not (fin or rst), p.ts_ns, p.frame)
 
         if fin and not c.app_released and S.fin_cnt and P.fin_cnt:
@@ -1082,8 +1102,10 @@ cdef class Tracker:
         cdef Side* B = &c.s[1]
         cdef RowStore rows
         if A.state == RESET or B.state == RESET or A.next_rel < A.fin_pos or B.next_rel < B.fin_pos \
-                or c.islands0 or c.islands1:
-            return      # bytes still missing before a FIN: they may yet arrive
+                or c.islands0 or c.islands1 or c.late_pkts:
+            # bytes still missing before a FIN may yet arrive; data after the close (a
+            # retransmitted request, bytes past a FIN) is judged against closes still to come
+            return
         if self.sweep_every_ns > 0 or not isinstance(self.sink, RowStore):
             return
         rows = <RowStore>self.sink
@@ -1411,6 +1433,14 @@ cdef int64_t endpoint_size(Side* S, Side* P):
     # every ACK while it is inactive, so it reports no bytes for it (a one-sided capture).
     if not S.seq_init or S.state == INACTIVE:
         return 0
+    if S.rebased:
+        top = S.last_end if S.last_end > S.size_ack else S.size_ack
+        size = top - S.size_base
+        if size > 0:
+            size -= 1
+        if S.fin_cnt > 0 and size > 0:
+            size -= 1
+        return size
     # A SYN answered by nothing but its own RST is a scan: nothing was sent.
     if S.prev_state == SYN_SENT and S.state == RESET and P.state == INACTIVE and S.ack_max <= S.start + 1:
         return 0
@@ -1485,8 +1515,8 @@ INT_COLUMNS = (
     "tunnel", "tunnel_id",
     # how much of the unacknowledged flight the peer did acknowledge (its partial ACKs)
     "client_unacked_acked_bytes", "server_unacked_acked_bytes",
-    # a side never seen sending (a one-direction capture): the bytes its peer's ACKs say it
-    # sent, and when the last of those ACKs advanced
+    # bytes a side sent that no captured packet carried, known from its peer's ACKs (a
+    # one-direction capture, capture loss), and when the last of them was acknowledged
     "client_unseen_acked_bytes", "client_unseen_acked_ts", "server_unseen_acked_bytes", "server_unseen_acked_ts",
 )
 STATE_CODES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
@@ -1698,10 +1728,10 @@ cdef class RowStore:
         push(<carray.array>K[67], c.tun_id if c.tun_kind else NA)
         push32(<carray.array>K[68], min(O.ack_max - O.flight_ack0, 0x7fffffff) if ofl else -1)
         push32(<carray.array>K[69], min(R.ack_max - R.flight_ack0, 0x7fffffff) if rfl else -1)
-        push(<carray.array>K[70], max(0, O.ack_max - O.start - 1) if O.pkts == 0 and O.seq_init else NA)
-        push(<carray.array>K[71], O.ack_adv_ts if O.pkts == 0 and O.seq_init and O.ack_max > O.start + 1 else NA)
-        push(<carray.array>K[72], max(0, R.ack_max - R.start - 1) if R.pkts == 0 and R.seq_init else NA)
-        push(<carray.array>K[73], R.ack_adv_ts if R.pkts == 0 and R.seq_init and R.ack_max > R.start + 1 else NA)
+        push(<carray.array>K[70], O.unseen_acked if O.unseen_acked > 0 else NA)
+        push(<carray.array>K[71], O.unseen_ts if O.unseen_ts > 0 else NA)
+        push(<carray.array>K[72], R.unseen_acked if R.unseen_acked > 0 else NA)
+        push(<carray.array>K[73], R.unseen_ts if R.unseen_ts > 0 else NA)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)

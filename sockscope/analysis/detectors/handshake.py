@@ -51,8 +51,15 @@ def detect(ctx: Context) -> list[Finding]:
     syns = ctx.conns["client_pkts"].to_numpy()
     srv_pkts = ctx.conns["server_pkts"].to_numpy()
     roles = ctx.text("roles_from")
-    refused = (state == "REJ") & (roles == "syn")
-    unanswered = (state == "S0") & (roles == "syn") & (syns >= 2) & (srv_pkts == 0)
+    # A connection that carried data got past its handshake, whatever the states say: a
+    # capture of the client's direction only never shows the SYN-ACK (the client stays
+    # SYN_SENT to Zeek's rules), but a client sends no request, and acknowledges no server
+    # bytes, before one.
+    unseen = ctx.frames("server_unseen_acked_bytes") if "server_unseen_acked_bytes" in ctx.conns \
+        else np.zeros(ctx.n, dtype=np.int64)
+    carried = (ctx.frames("client_bytes") > 0) | (ctx.req_count > 0) | (unseen > 0)
+    refused = (state == "REJ") & (roles == "syn") & ~carried
+    unanswered = (state == "S0") & (roles == "syn") & (syns >= 2) & (srv_pkts == 0) & ~carried
     found: list[Finding] = []
     first, last = ctx.frames("first_frame"), ctx.frames("last_frame")
     start, end = ctx.ns("start"), ctx.ns("end")
