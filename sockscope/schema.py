@@ -30,6 +30,12 @@ Meanings worth stating (connections)
 
 Extended columns (both engines; the analysis layer reads them)
 --------------------------------------------------------------
+Every one is declared below (``_EXTENDED_CONNECTIONS``, ``_EXTENDED_REQUESTS``) with its
+dtype and a line saying what it means: :func:`extended` and :func:`extended_doc` give them,
+the frames take their dtypes from there (the same whatever the data: a frame column with no
+missing value is still ``Int64``), and a test checks both engines and every column name the
+analysis layer reads against the list. Two of them, at more length:
+
 * connections ``data_after_close_rst_frame`` / ``_ts``: the first RST sent, after the first
   payload that followed the close, by the side that had not sent that payload: its kernel
   refusing data for a socket that is gone. It is not the closer's own earlier RST (a client
@@ -175,6 +181,95 @@ _FINDING_SPEC: dict[str, Any] = {
     "display_filter": "string",
 }
 
+# The extended columns: after the contract's, in both engines unless said, and read by the
+# analysis layer (sockscope.analysis) and the faces. Declared here once, with what each
+# means; the engines and the frames take their dtypes from here (tests check both engines
+# against this list). Not part of the published contract: they may change with the analysis.
+_SIDE = Categories(["client", "server"])
+ENDPOINT_STATES = ["INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET"]
+TUNNELS = ["vxlan", "geneve", "gre", "erspan", "ipip"]
+
+
+def _per_side(fields: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
+    """The same columns for the client (first) and the server."""
+    out: dict[str, tuple[Any, str]] = {}
+    for side in ("client", "server"):
+        out.update({f"{side}_{k}": (kind, doc.replace("{side}", side)) for k, (kind, doc) in fields.items()})
+    return out
+
+
+_EXTENDED_CONNECTIONS: dict[str, tuple[Any, str]] = {
+    "last_payload_by": (_SIDE, "who sent the last segment with new payload (last_payload_*)"),
+    **_per_side({
+        "fin_ts": (TS, "the {side}'s first FIN"), "fin_frame": ("Int64", "the {side}'s first FIN"),
+        "rst_ts": (TS, "the {side}'s first RST"), "rst_frame": ("Int64", "the {side}'s first RST"),
+    }),
+    "data_after_close_pkts": ("int64", "payload segments with new bytes after the first FIN/RST"),
+    "data_after_close_bytes": ("int64", "their bytes"),
+    "data_after_close_frame": ("Int64", "the first of them"),
+    "data_after_close_ts": (TS, "the first of them"),
+    "data_after_close_by": (_SIDE, "who sent the first of them"),
+    "data_after_close_rst_ts": (TS, "the first RST after it by the other side (its kernel refusing data)"),
+    "data_after_close_rst_frame": ("Int64", "that RST"),
+    **_per_side({
+        "ttl_min": ("Int64", "lowest IP TTL / hop limit of the {side}'s own packets (not its RSTs)"),
+        "ttl_max": ("Int64", "highest of them"),
+        "rst_ttl": ("Int64", "the TTL of the {side}'s first RST (middlebox_rst: a forged one differs)"),
+        "rst_ip_id": ("Int64", "its IPv4 ID"),
+        "ip_id_before_rst": ("Int64", "the IPv4 ID of the {side}'s packet before it"),
+    }),
+    **_per_side({
+        "unacked_since_ts": (TS, "when the {side}'s flight the peer never acknowledged began (silent_drop)"),
+        "unacked_since_frame": ("Int64", "its first segment"),
+        "unacked_retransmits": ("Int64", "its retransmissions"),
+        "unacked_bytes": ("Int64", "its bytes"),
+        "unacked_peer_quiet_s": ("float64", "the peer's silence before it began (none: the peer never seen)"),
+    }),
+    **_per_side({
+        "unacked_acked_bytes": ("Int64", "bytes of that flight the peer did acknowledge (0: none; the "
+                                         "keep-alive race: a FIN acknowledging none of it crossed it)"),
+    }),
+    **_per_side({
+        "unseen_acked_bytes": ("Int64", "bytes the {side} sent that no captured packet carried, known from "
+                                        "the peer's ACKs (one direction captured, capture loss)"),
+        "unseen_acked_ts": (TS, "when the last of them (beyond an unseen FIN's one) was acknowledged"),
+    }),
+    **_per_side({"state": (Categories(ENDPOINT_STATES), "Zeek's endpoint state of the {side} at the end "
+                                                        "(native engine only)")}),
+    "tunnel": (Categories(TUNNELS), "the tunnel the first packet came in (native engine only)"),
+    "tunnel_id": ("Int64", "its VNI, GRE key or ERSPAN session id (native engine only)"),
+    "capture": ("category", "the capture point (file) of the row, when several files overlap in time"),
+    "twin_conn_id": ("Int64", "the same connection at the other capture point"),
+}
+
+_EXTENDED_REQUESTS: dict[str, tuple[Any, str]] = {
+    "response_after_close": ("boolean", "the response began after the client's first FIN or RST"),
+    "resp_version": ("string", "the response's HTTP version"),
+    "request_first_frame": ("Int64", "the request's first frame"),
+    "request_last_frame": ("Int64", "the request's last frame"),
+    "response_first_frame": ("Int64", "the response's first frame"),
+    "response_last_frame": ("Int64", "the response's last frame"),
+}
+
+_EXTENDED: dict[str, dict[str, tuple[Any, str]]] = {"connections": _EXTENDED_CONNECTIONS,
+                                                    "requests": _EXTENDED_REQUESTS}
+
+
+def extended(table: str) -> dict[str, Any]:
+    """A table's extended columns (see above): name -> dtype name or :class:`Categories`."""
+    return {k: kind for k, (kind, _) in _EXTENDED.get(table, {}).items()}
+
+
+def extended_doc(table: str) -> dict[str, str]:
+    """What each extended column of ``table`` means, one line each."""
+    return {k: doc for k, (_, doc) in _EXTENDED.get(table, {}).items()}
+
+
+def extended_pandas(table: str) -> dict[str, Any]:
+    """:func:`extended` with pandas dtypes."""
+    return {k: _pandas_dtype(v) for k, v in extended(table).items()}
+
+
 _SPECS: dict[str, dict[str, Any]] = {
     "connections": _CONNECTION_SPEC,
     "requests": _REQUEST_SPEC,
@@ -216,8 +311,8 @@ def arrow_type(kind: Any) -> "pa.DataType":
     """The Arrow type the engine stores a column of this dtype in."""
     import pyarrow as pa
 
-    if isinstance(kind, Categories):
-        return pa.dictionary(pa.int8(), pa.string())
+    if isinstance(kind, Categories) or kind == "category":
+        return pa.dictionary(pa.int8() if isinstance(kind, Categories) else pa.int32(), pa.string())
     return {"int64": pa.int64(), "Int64": pa.int64(), "int32": pa.int32(), "float64": pa.float64(),
             "string": pa.string(), TS: pa.timestamp("ns", tz="UTC"), "boolean": pa.bool_()}[kind]
 
@@ -241,36 +336,37 @@ def frame_from_columns(columns: "dict[str, pa.ChunkedArray]", n: int, name: str)
     import pandas as pd
     import pyarrow as pa
 
-    spec_ = _SPECS[name]
+    public = _SPECS[name]
+    spec_ = {**public, **extended(name)}
     out: dict[str, Any] = {}
-    for name in list(columns):
-        col = columns.pop(name)
-        kind = spec_.get(name)
+    for col_name in list(columns):
+        col = columns.pop(col_name)
+        kind = spec_.get(col_name)
         typ = col.type
         if isinstance(kind, Categories) or pa.types.is_dictionary(typ):
             # copied: the codes would be a read-only view of Arrow memory (one byte a row)
             ser = pd.Series(col.to_pandas(), copy=True)
-            out[name] = ser.astype(_pandas_dtype(kind)) if kind is not None else ser
+            out[col_name] = ser.astype(_pandas_dtype(kind)) if kind is not None else ser
         elif pa.types.is_timestamp(typ):
-            out[name] = pd.Series(col.to_pandas(), copy=False)
+            out[col_name] = pd.Series(col.to_pandas(), copy=False)
         elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
-            out[name] = pd.Series(pd.StringDtype().__from_arrow__(col), copy=False)
+            out[col_name] = pd.Series(pd.StringDtype().__from_arrow__(col), copy=False)
         elif pa.types.is_boolean(typ):
-            out[name] = pd.Series(pd.BooleanDtype().__from_arrow__(col), copy=False)
+            out[col_name] = pd.Series(pd.BooleanDtype().__from_arrow__(col), copy=False)
         elif pa.types.is_integer(typ):
             if kind == "Int64" or (kind is None and col.null_count):
-                out[name] = pd.Series(pd.Int64Dtype().__from_arrow__(col.cast(pa.int64())), copy=False)
+                out[col_name] = pd.Series(pd.Int64Dtype().__from_arrow__(col.cast(pa.int64())), copy=False)
             else:
                 # a copy: numpy views of Arrow memory are read-only, and users write to frames
-                out[name] = pd.Series(np.array(col.to_numpy(), dtype=kind or "int64"), copy=False)
+                out[col_name] = pd.Series(np.array(col.to_numpy(), dtype=kind or "int64"), copy=False)
         elif pa.types.is_floating(typ):
-            out[name] = pd.Series(np.array(col.to_numpy(zero_copy_only=False), dtype="float64"), copy=False)
+            out[col_name] = pd.Series(np.array(col.to_numpy(zero_copy_only=False), dtype="float64"), copy=False)
         else:
-            out[name] = pd.Series(col.to_pandas(), copy=False)
+            out[col_name] = pd.Series(col.to_pandas(), copy=False)
         del col
     if not n:
-        return frame_from_records([], {k: _pandas_dtype(v) for k, v in spec_.items()} | {
-            k: out[k].dtype for k in out if k not in spec_})
+        return frame_from_records([], {k: _pandas_dtype(v) for k, v in public.items()} | {
+            k: (_pandas_dtype(spec_[k]) if k in spec_ else out[k].dtype) for k in out if k not in public})
     # copy=False: the columns are fresh already; consolidating them into 2-D blocks would
     # hold a second copy of every numeric column at the peak (1M rows: +230 MB)
     return pd.DataFrame(out, copy=False)

@@ -103,6 +103,7 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
+from sockscope import schema
 from sockscope.schema import CONNECTION_COLUMNS, REQUEST_COLUMNS, STALL_COLUMNS, TS, frame_from_records
 
 __all__ = ["TsharkMissing", "TsharkFailed", "load_tables", "tshark_command", "FIELDS",
@@ -193,69 +194,13 @@ _PREFS: tuple[str, ...] = (
 )
 
 # Columns after the contract's, as the native engine adds them (the analysis layer reads
-# them); same names and meanings, nullable dtypes.
-_SIDES = pd.CategoricalDtype(["client", "server"])
-EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {
-    "last_payload_by": _SIDES,
-    "client_fin_ts": TS,
-    "client_fin_frame": "Int64",
-    "server_fin_ts": TS,
-    "server_fin_frame": "Int64",
-    "client_rst_ts": TS,
-    "client_rst_frame": "Int64",
-    "server_rst_ts": TS,
-    "server_rst_frame": "Int64",
-    "data_after_close_pkts": "int64",
-    "data_after_close_bytes": "int64",
-    "data_after_close_frame": "Int64",
-    "data_after_close_ts": TS,
-    "data_after_close_by": _SIDES,
-    "data_after_close_rst_ts": TS,
-    "data_after_close_rst_frame": "Int64",
-    # the IP TTL / hop limit of each side's own packets (not its RSTs), and its first RST's
-    # TTL and IP-ID with the IP-ID of the packet before it (middlebox_rst)
-    "client_ttl_min": "Int64",
-    "client_ttl_max": "Int64",
-    "client_rst_ttl": "Int64",
-    "client_rst_ip_id": "Int64",
-    "client_ip_id_before_rst": "Int64",
-    "server_ttl_min": "Int64",
-    "server_ttl_max": "Int64",
-    "server_rst_ttl": "Int64",
-    "server_rst_ip_id": "Int64",
-    "server_ip_id_before_rst": "Int64",
-    # the flight of data each side sent that the peer had not acknowledged when the
-    # connection ended (silent drops; a FIN that crossed a request)
-    "client_unacked_since_ts": TS,
-    "client_unacked_since_frame": "Int64",
-    "client_unacked_retransmits": "Int64",
-    "client_unacked_bytes": "Int64",
-    "client_unacked_peer_quiet_s": "float64",
-    "server_unacked_since_ts": TS,
-    "server_unacked_since_frame": "Int64",
-    "server_unacked_retransmits": "Int64",
-    "server_unacked_bytes": "Int64",
-    "server_unacked_peer_quiet_s": "float64",
-    "client_unacked_acked_bytes": "Int64",
-    "server_unacked_acked_bytes": "Int64",
-    # bytes a side sent that no captured packet carried (one direction captured, capture
-    # loss), known from its peer's ACKs, and when the last of them was acknowledged
-    "client_unseen_acked_bytes": "Int64",
-    "client_unseen_acked_ts": TS,
-    "server_unseen_acked_bytes": "Int64",
-    "server_unseen_acked_ts": TS,
-}
-
-# Likewise for requests: the frames of each message (the analysis layer's evidence lists
-# ``request_last_frame``) and the response's HTTP version.
-EXTRA_REQUEST_COLUMNS: dict[str, Any] = {
-    "response_after_close": "boolean",
-    "resp_version": "string",
-    "request_first_frame": "Int64",
-    "request_last_frame": "Int64",
-    "response_first_frame": "Int64",
-    "response_last_frame": "Int64",
-}
+# them): declared once, in sockscope.schema; this engine has no endpoint states, tunnels
+# or capture points of its own.
+_NATIVE_ONLY = ("client_state", "server_state", "tunnel", "tunnel_id", "capture", "twin_conn_id")
+EXTRA_CONNECTION_COLUMNS: dict[str, Any] = {k: v for k, v in schema.extended_pandas("connections").items()
+                                            if k not in _NATIVE_ONLY}
+EXTRA_REQUEST_COLUMNS: dict[str, Any] = {k: v for k, v in schema.extended_pandas("requests").items()
+                                         if k not in _NATIVE_ONLY}
 
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _TWO32 = 1 << 32

@@ -1332,94 +1332,9 @@ cdef class Tracker:
                 c.gaps = []
             c.gaps.append((c.mark_ts, c.mark_frame, self.capture_last_ts, -1, 6, c.mark_code))
 
-# -- reading a retired connection (Python level, once per connection) -------------------
-
+# Zeek's endpoint states by code (the client_state/server_state columns; sockscope.schema's
+# ENDPOINT_STATES, checked by a test)
 _STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET")
-
-
-def conn_row(Conn c):
-    """Everything the tables need from a retired connection, as plain Python values."""
-    cdef int cl = c.client
-    cdef int sv = 1 - cl
-    cdef Side* O = &c.s[cl]
-    cdef Side* R = &c.s[sv]
-    cdef int64_t osize, rsize
-    hist = bytearray()
-    if cl != 0:
-        hist.append(ord("^"))
-    for b in c.hist:
-        ch = b & 0x7F
-        side = 1 if b & 0x80 else 0
-        if side != cl:
-            ch = ch + 32 if 65 <= ch <= 90 else ch
-        hist.append(ch)
-    osize = endpoint_size(O, R)
-    rsize = endpoint_size(R, O)
-    return {
-        "conn_id": c.conn_id,
-        "af": c.af,
-        "client_addr": bytes(c.addr[cl][:4 if c.af == 4 else 16]),
-        "server_addr": bytes(c.addr[sv][:4 if c.af == 4 else 16]),
-        "client_port": c.port[cl],
-        "server_port": c.port[sv],
-        "roles_from": "syn" if c.roles_syn else "heuristic",
-        "start": c.first_ts,
-        "end": c.last_ts,
-        "seen_end": c.seen_ts,
-        "client_pkts": O.pkts,
-        "server_pkts": R.pkts,
-        "client_bytes": osize,
-        "server_bytes": rsize,
-        "client_ip_bytes": O.ip_bytes,
-        "server_ip_bytes": R.ip_bytes,
-        "state": conn_state(O, R, hist.decode("ascii"), osize, rsize),
-        "history": hist.decode("ascii"),
-        "closed_by": None if c.close_kind == 0 else ("client" if c.close_side == cl else "server"),
-        "close_kind": None if c.close_kind == 0 else ("FIN" if c.close_kind == 1 else "RST"),
-        "close_ts": c.close_ts if c.close_kind else None,
-        "close_frame": c.close_frame if c.close_kind else None,
-        "idle_close_ns": c.idle_close_ns if (c.close_kind and c.idle_close_ns >= 0) else None,
-        "last_payload_ts": c.last_pay_ts if c.last_pay_ts >= 0 else None,
-        "last_payload_frame": c.last_pay_frame if c.last_pay_frame >= 0 else None,
-        "last_payload_by": None if c.last_pay_side < 0 else ("client" if c.last_pay_side == cl else "server"),
-        "retransmits": O.n_rxmit + R.n_rxmit,
-        "missed_bytes": O.missed + R.missed,
-        "gap_count": (O.n_gap + R.n_gap),
-        "first_frame": c.first_frame,
-        "last_frame": c.last_frame,
-        "client_fin_ts": O.fin_ts if O.fin_frame >= 0 else None,
-        "client_fin_frame": O.fin_frame if O.fin_frame >= 0 else None,
-        "server_fin_ts": R.fin_ts if R.fin_frame >= 0 else None,
-        "server_fin_frame": R.fin_frame if R.fin_frame >= 0 else None,
-        "client_rst_ts": O.rst_ts if O.rst_frame >= 0 else None,
-        "client_rst_frame": O.rst_frame if O.rst_frame >= 0 else None,
-        "server_rst_ts": R.rst_ts if R.rst_frame >= 0 else None,
-        "server_rst_frame": R.rst_frame if R.rst_frame >= 0 else None,
-        "data_after_close_pkts": c.late_pkts,
-        "data_after_close_bytes": c.late_bytes,
-        "data_after_close_frame": c.late_frame if c.late_frame >= 0 else None,
-        "data_after_close_ts": c.late_ts if c.late_frame >= 0 else None,
-        "data_after_close_by": None if c.late_side < 0 else ("client" if c.late_side == cl else "server"),
-        "data_after_close_rst_ts": c.late_rst_ts if c.late_rst_frame >= 0 else None,
-        "data_after_close_rst_frame": c.late_rst_frame if c.late_rst_frame >= 0 else None,
-        "client_ttl_min": O.ttl_min if O.ttl_max >= 0 else None,
-        "client_ttl_max": O.ttl_max if O.ttl_max >= 0 else None,
-        "client_rst_ttl": O.rst_ttl if O.rst_ttl >= 0 else None,
-        "client_rst_ip_id": O.rst_ipid if O.rst_ipid >= 0 else None,
-        "client_ip_id_before_rst": O.ipid_before_rst if O.ipid_before_rst >= 0 else None,
-        "server_ttl_min": R.ttl_min if R.ttl_max >= 0 else None,
-        "server_ttl_max": R.ttl_max if R.ttl_max >= 0 else None,
-        "server_rst_ttl": R.rst_ttl if R.rst_ttl >= 0 else None,
-        "server_rst_ip_id": R.rst_ipid if R.rst_ipid >= 0 else None,
-        "server_ip_id_before_rst": R.ipid_before_rst if R.ipid_before_rst >= 0 else None,
-        "protocol": ("unknown", "http", "tls", "unknown")[c.proto],
-        "sni": c.sni,
-        "session": c.session,
-        "raw_gaps": c.gaps or [],
-        "raw_stalls": c.stalls or [],
-        "client_state": _STATE_NAMES[O.state],
-        "server_state": _STATE_NAMES[R.state],
-    }
 
 
 cdef inline bint clean(Side* S):
