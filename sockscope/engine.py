@@ -65,7 +65,7 @@ _CONN_FIELDS: dict[str, str] = {
     "server_unacked_since_frame": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
     "server_unacked_peer_quiet_ns": "i", "client_unacked_acked_bytes": "i", "server_unacked_acked_bytes": "i",
     "client_unseen_acked_bytes": "i", "client_unseen_acked_ts": "t", "server_unseen_acked_bytes": "i",
-    "server_unseen_acked_ts": "t",
+    "server_unseen_acked_ts": "t", "close_by_ack": "b",
     "client_state": "s", "server_state": "s", "tunnel": "s", "tunnel_id": "i",
 }
 
@@ -578,6 +578,8 @@ def _connections_table(rows: RowStore, release: bool = False) -> pa.Table:
             cols["idle_before_close_s"] = _secs(arr, arr == NA)
         elif name == "gap_count":
             cols["gaps"] = pa.array(arr, type=pa.int64())
+        elif name == "close_by_ack":
+            cols[name] = pa.array(arr != 0, type=pa.bool_())
         elif name in ("client_port", "server_port"):
             cols[name] = pa.array(arr.astype(np.int32), type=pa.int32())
         elif name in _SMALL_EVIDENCE:

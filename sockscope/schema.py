@@ -200,6 +200,8 @@ def _per_side(fields: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
 
 _EXTENDED_CONNECTIONS: dict[str, tuple[Any, str]] = {
     "last_payload_by": (_SIDE, "who sent the last segment with new payload (last_payload_*)"),
+    "close_by_ack": ("boolean", "the close is a FIN the capture never held, known from the peer's ACK of "
+                                "it (one direction captured); close_frame is that ACK"),
     **_per_side({
         "fin_ts": (TS, "the {side}'s first FIN"), "fin_frame": ("Int64", "the {side}'s first FIN"),
         "rst_ts": (TS, "the {side}'s first RST"), "rst_frame": ("Int64", "the {side}'s first RST"),

@@ -628,6 +628,17 @@ def make_truth(cap, frames):
         segs = [f for f in frames if isinstance(f, Seg) and f.conv is c]
         closes = [s for s in segs if "F" in s.flags or "R" in s.flags]
         close = closes[0] if closes else None
+        # a side never captured: the other side's ACK of its FIN is all the capture holds of
+        # it, and makes it the closer when it comes before any captured FIN/RST
+        unseen = [side for side in "cs" if not any(s.side == side for s in segs)]
+        by_ack = False
+        if len(unseen) == 1:
+            fins = [s for s in c.cap.segs if s.conv is c and s.side == unseen[0] and "F" in s.flags]
+            if fins:
+                fin_end = fins[0].seq + len(fins[0].payload) + 1
+                acks = [s for s in segs if s.side != unseen[0] and "A" in s.flags and s.ack == fin_end]
+                if acks and (close is None or acks[0].frame <= close.frame):
+                    close, by_ack = acks[0], True
         pay = [s for s in segs if s.payload and s.tag != "keepalive"
                and (close is None or s.frame < close.frame)]
         last = pay[-1] if pay else None
@@ -668,8 +679,8 @@ def make_truth(cap, frames):
             "retransmits": sum(1 for s in segs if s.tag == "retrans"),
             "keepalive_probe_frames": [s.frame for s in segs if s.tag == "keepalive"],
             "state": state, "history": history,
-            "closed_by": None if close is None else ("client" if close.side == "c" else "server"),
-            "close_kind": None if close is None else ("RST" if "R" in close.flags else "FIN"),
+            "closed_by": None if close is None else ("client" if (close.side == "c") != by_ack else "server"),
+            "close_kind": None if close is None else ("RST" if "R" in close.flags and not by_ack else "FIN"),
             "close_frame": None if close is None else close.frame,
             "close_ts": None if close is None else iso(close.ts),
             "last_payload_frame": None if last is None else last.frame,
@@ -1675,9 +1686,11 @@ def build_one_sided(out):
     b = json.dumps({"items": list(range(40))}).encode()
     cap = Capture("one-sided-client.pcap",
                   "only the client's direction is captured: its SYN, a GET, its ACKs of a 3-segment answer "
-                  "the capture never shows, its FIN and last ACK",
+                  "the capture never shows, its FIN and last ACK; then a GET the server gives up on after 30 s, "
+                  "its FIN seen only through the client's ACK",
                   "1 connection, state SH, history SADF, server_bytes 0 and missed_bytes 0 (Zeek's values); "
-                  "the request has no response in the capture")
+                  "the request has no response in the capture; conn 1: server_abort, the server's FIN known "
+                  "only from the client's ACK of it")
     c = Conv(cap, 36200, t=T0)
     c.open()
     r = fetch_req("GET", "/items")
@@ -1688,6 +1701,19 @@ def build_one_sided(out):
     c.ack("c", dt=40 * US)
     one_direction(c, "s")
     c.note(r, status=None, outcome="no_response", ended_by="client_fin")
+    # the server gives up on a request 30 s on and closes; its FIN is not captured, the
+    # client's ACK of it is (then the client's own FIN)
+    c = Conv(cap, 36204, t=T0 + 1 * S)
+    c.open()
+    r = fetch_req("GET", "/slow")
+    c.send("c", r.bytes, dt=140 * US, acks="quick")
+    c.fin("s", dt=30 * S)
+    c.ack("c", dt=40 * US)
+    c.fin("c", dt=1 * MS)
+    c.ack("s", dt=40 * US)
+    one_direction(c, "s")
+    c.note(r, status=None, outcome="no_response", ended_by="server_fin")
+    cap.finding("server_abort", c, 1)
     caps.append(cap)
 
     cap = Capture("one-sided-server.pcap",

@@ -372,6 +372,7 @@ class _Stream:
     end_ns: int = 0
     seen_ns: int = 0                     # the truly last packet (end_ns stops at the second FIN)
     close_side: int | None = None
+    close_by_ack: bool = False      # the close is a FIN never captured, known from the peer's ACK
     close_kind: str | None = None
     close_ns: int | None = None
     close_frame: int | None = None
@@ -679,6 +680,18 @@ class _Builder:
                 peer.ack_hi = ack_no
             else:
                 diff = (ack_no - peer.ack_hi) % _TWO32
+                if diff < _TWO32 // 2 and not peer.pkts and not rst:
+                    # a peer never captured: an ACK one past all it sent is its FIN (the
+                    # native tracker's unseen_fin); withdrawn if the ACKs go further
+                    if st.close_by_ack:
+                        if diff and st.close_side == 1 - si:
+                            st.close_side = st.close_kind = st.close_ns = st.close_frame = st.idle_ns = None
+                            st.close_by_ack = False
+                    elif diff == 1 and st.close_side is None:
+                        st.close_side, st.close_kind, st.close_ns, st.close_frame = 1 - si, "FIN", ts, frame
+                        st.close_by_ack = True
+                        if st.last_payload_ns is not None:
+                            st.idle_ns = ts - st.last_payload_ns
                 if diff < _TWO32 // 2:
                     # beyond what the peer was seen sending: bytes only its ACKs tell of
                     seen = peer.ack_hi if peer.last_end is None else max(peer.ack_hi, peer.last_end)
@@ -964,6 +977,7 @@ class _Builder:
                     "close_kind": st.close_kind,
                     "close_ts": st.close_ns,
                     "close_frame": st.close_frame,
+                    "close_by_ack": st.close_by_ack,
                     "idle_before_close_s": None if st.idle_ns is None else st.idle_ns / 1e9,
                     "requests": n_req,
                     "unanswered": n_unans,

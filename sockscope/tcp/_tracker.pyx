@@ -117,6 +117,8 @@ cdef struct Side:
     int64_t unseen_acked     # bytes the peer acknowledged that no captured packet carried
     int64_t unseen_ts        # when the last of them beyond a FIN's one was acknowledged (0: none)
     bint seq_from_ack        # sequence space learned from the peer's ACK, before a packet of its own
+    int64_t fin_seen_by_ack  # frame of the peer's ACK of this side's FIN, never captured (0: none)
+    int64_t fin_seen_at      # the sequence number that ACK reached
     bint rebased             # ... and re-based at its first packet, as Zeek does (size only)
     int64_t size_base        # Zeek's start for the size of a re-based endpoint
     int64_t size_ack         # the peer's highest ACK since the re-base
@@ -995,6 +997,8 @@ cdef class Tracker:
                 P.seq_from_ack = True
             else:
                 rel_ack = unwrap(P, p.ack)
+                if P.pkts == 0 and not rst:
+                    self.unseen_fin(c, d, rel_ack, p)
                 if not rst and rel_ack > P.ack_max and not (p.ack == 0 and rel_ack - P.ack_max > TOO_LARGE_DELTA):
                     P.ack_max = rel_ack
                     if P.flight_ts >= 0 and P.ack_max >= P.last_end:
@@ -1087,6 +1091,32 @@ cdef class Tracker:
 
         if fin and not c.app_released and S.fin_cnt and P.fin_cnt:
             self.release_app(c)
+
+    cdef void unseen_fin(self, Conn c, int d, int64_t rel_ack, Pkt* p):
+        """Side d's ACK of a peer never captured (one direction only): an ACK one sequence
+        number past everything the peer sent acknowledges its FIN, so the peer closed first
+        (before this packet), even if d's own FIN comes with this ACK. The close is then the
+        peer's (kind FIN, this frame: the packet that proves it); should the ACKs go further
+        later, it was a byte of data after all, and the claim is withdrawn."""
+        cdef Side* P = &c.s[1 - d]
+        if P.fin_seen_by_ack:
+            if rel_ack > P.fin_seen_at:
+                if c.close_frame == P.fin_seen_by_ack and c.close_side == 1 - d:
+                    c.close_kind = 0
+                    c.idle_close_ns = -1
+                P.fin_seen_by_ack = 0
+            return
+        if c.close_kind == 0 and rel_ack == P.next_rel + 1:
+            P.fin_seen_by_ack = p.frame
+            P.fin_seen_at = rel_ack
+            c.close_kind = 1
+            c.close_side = 1 - d
+            c.close_ts = p.ts_ns
+            c.close_frame = p.frame
+            if c.last_pay_ts >= 0:
+                c.idle_close_ns = p.ts_ns - c.last_pay_ts
+            if self.on_close is not None:
+                self.report_close(c, p)
 
     cdef void release_app(self, Conn c):
         """Both sides sent a FIN: once every byte up to both FINs has been delivered, no
@@ -1433,6 +1463,8 @@ INT_COLUMNS = (
     # bytes a side sent that no captured packet carried, known from its peer's ACKs (a
     # one-direction capture, capture loss), and when the last of them was acknowledged
     "client_unseen_acked_bytes", "client_unseen_acked_ts", "server_unseen_acked_bytes", "server_unseen_acked_ts",
+    # 1: the close is a FIN never captured, known from the peer's ACK (close_frame is that ACK)
+    "close_by_ack",
 )
 STATE_CODES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
 PROTOCOL_CODES = ("unknown", "http", "tls", "unknown")
@@ -1446,7 +1478,7 @@ NARROW_COLUMNS = {
     "server_ttl_max": "h", "server_rst_ttl": "h", "client_rst_ip_id": "i", "client_ip_id_before_rst": "i",
     "server_rst_ip_id": "i", "server_ip_id_before_rst": "i", "client_unacked_retransmits": "i",
     "client_unacked_bytes": "i", "server_unacked_retransmits": "i", "server_unacked_bytes": "i",
-    "client_unacked_acked_bytes": "i", "server_unacked_acked_bytes": "i",
+    "client_unacked_acked_bytes": "i", "server_unacked_acked_bytes": "i", "close_by_ack": "b",
     "client_port": "H", "server_port": "H", "roles_from": "b", "state": "b", "closed_by": "b",
     "close_kind": "b", "last_payload_by": "b", "data_after_close_by": "b", "protocol": "b",
     "client_state": "b", "server_state": "b", "tunnel": "b",
@@ -1521,8 +1553,12 @@ cdef class RowStore:
     cdef tuple closes_of(self, Conn c):
         cdef Side* O = &c.s[c.client]
         cdef Side* R = &c.s[1 - c.client]
-        return (O.fin_ts if O.fin_frame >= 0 else None, R.fin_ts if R.fin_frame >= 0 else None,
-                O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None)
+        # a FIN never captured but acknowledged (Tracker.unseen_fin) ends requests as one seen
+        cdef object ofin = O.fin_ts if O.fin_frame >= 0 else (
+            c.close_ts if O.fin_seen_by_ack and O.fin_seen_by_ack == c.close_frame else None)
+        cdef object rfin = R.fin_ts if R.fin_frame >= 0 else (
+            c.close_ts if R.fin_seen_by_ack and R.fin_seen_by_ack == c.close_frame else None)
+        return (ofin, rfin, O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None)
 
     cdef void release(self, Conn c):
         """The application layer of a connection both sides closed (Tracker.release_app):
@@ -1647,6 +1683,8 @@ cdef class RowStore:
         push(<carray.array>K[71], O.unseen_ts if O.unseen_ts > 0 else NA)
         push(<carray.array>K[72], R.unseen_acked if R.unseen_acked > 0 else NA)
         push(<carray.array>K[73], R.unseen_ts if R.unseen_ts > 0 else NA)
+        push8(<carray.array>K[74], 1 if c.close_kind == 1 and c.s[c.close_side].fin_seen_by_ack == c.close_frame
+              and c.close_frame > 0 else 0)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)

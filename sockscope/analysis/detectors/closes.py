@@ -87,6 +87,7 @@ def base_evidence(ctx: Context, pos: int) -> tuple[dict[str, Any], list[Any]]:
     reaction = _reaction(ctx, pos, closer, kind)
     ev = {
         "closer": closer, "close_kind": kind, "close_frame": close_frame,
+        "close_by_ack": bool(ctx.conns["close_by_ack"].iat[pos]) if "close_by_ack" in ctx.conns else False,
         "close_ts": _cols.iso(ctx.ns("close_ts")[pos]), "idle_s": None if idle != idle else idle,
         "last_payload_frame": lp_frame, "last_payload_ts": _cols.iso(ctx.ns("last_payload_ts")[pos]),
         "last_payload_by": ctx.text("last_payload_by")[pos],
@@ -177,7 +178,9 @@ def detect(ctx: Context) -> list[Finding]:
         idle = ev["idle_s"]
         tcp = bool(cl.tcp_level[pos])
         client, server = ev["client"], ev["server"]
-        head = f"({ev['close_kind']}, frame {ev['close_frame']})"
+        head = (f"(a FIN the capture does not hold: the {'client' if ev['closer'] == 'server' else 'server'}'s "
+                f"ACK of it is frame {ev['close_frame']})" if ev.get("close_by_ack")
+                else f"({ev['close_kind']}, frame {ev['close_frame']})")
         req_index = waiting[0]["index"] if waiting else None
         if kind == "client_idle_timeout":
             assert k is not None
