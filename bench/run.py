@@ -418,14 +418,16 @@ def ratios(results: dict, big: int, small: int, busy: int = 0) -> list[dict]:
         cpu("sockscope requests CPU time -j 2 / -j 1 (parallel overhead)", "ss_requests_j2", "ss_requests",
             t(TARGET_JOBS_CPU), n)
         speed("NFStream / sockscope summary", "nfstream", "ss_summary", None, n)
-    if small and small != big:
-        rb, rs = _rss(results, big, "ss_summary"), _rss(results, small, "ss_summary")
+    def flatness(label: str, big_key: int | str, small_key: int | str) -> None:
+        rb, rs = _rss(results, big_key, "ss_summary"), _rss(results, small_key, "ss_summary")
         v = rb / rs if rb and rs else None
         ok = None if v is None else abs(v - 1) <= TARGET_RSS_SPREAD and max(rb, rs) <= TARGET_RSS_MB
-        out.append({"what": f"sockscope summary peak RSS {big:,} / {small:,} pkts "
-                            + (f"({rb:.0f} / {rs:.0f} MB)" if v else ""),
+        out.append({"what": label + (f" ({rb:.0f} / {rs:.0f} MB)" if v else ""),
                     "value": v, "target": f"within {TARGET_RSS_SPREAD:.0%}, both <= {TARGET_RSS_MB:g} MB",
                     "ok": ok, "unit": "x"})
+
+    if small and small != big:
+        flatness(f"sockscope summary peak RSS {big:,} / {small:,} pkts", big, small)
     scal = results["host"].get("two_process_scaling") or []
     if scal:
         out.append({"what": "this machine: two CPU-bound processes at once vs one (the -j 2 ceiling; each round: "
@@ -453,13 +455,8 @@ def ratios(results: dict, big: int, small: int, busy: int = 0) -> list[dict]:
                     "target": f"<= {TARGET_REQUESTS_MB:g} MB",
                     "ok": None if rqb is None else rqb <= TARGET_REQUESTS_MB, "unit": " MB"})
         if small and small < busy:
-            rb, rs = _rss(results, k, "ss_summary"), _rss(results, busy_slice_key(small), "ss_summary")
-            v = rb / rs if rb and rs else None
-            ok = None if v is None else abs(v - 1) <= TARGET_RSS_SPREAD and max(rb, rs) <= TARGET_RSS_MB
-            out.append({"what": f"sockscope summary peak RSS, busy capture / its first {small:,} pkts "
-                                + (f"({rb:.0f} / {rs:.0f} MB)" if v else ""),
-                        "value": v, "target": f"within {TARGET_RSS_SPREAD:.0%}, both <= {TARGET_RSS_MB:g} MB",
-                        "ok": ok, "unit": "x"})
+            flatness(f"sockscope summary peak RSS, busy capture / its first {small:,} pkts", k,
+                     busy_slice_key(small))
     rq = _rss(results, big, "ss_requests")
     out.append({"what": f"sockscope requests peak RSS @ {big:,} pkts (MB)", "value": rq,
                 "target": f"<= {TARGET_REQUESTS_MB:g} MB", "ok": None if rq is None else rq <= TARGET_REQUESTS_MB,

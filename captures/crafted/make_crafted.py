@@ -1473,23 +1473,8 @@ def build_failures(out):
                   "stale_reuse (request 2) and server_idle_close (2 s) on conns 0 and 3; server_abort on conns 1 "
                   "and 2; stale_reuse (requests 2 and 3, one finding) and server_idle_close on conn 4; stale_reuse on conn 5, "
                   "a pooled connection opened before the capture")
-    c = Conv(cap, 35310, t=T0)
-    c.open(rtt=100 * MS)
-    r1 = fetch_req("GET", "/health")
-    c.send("c", r1.bytes, dt=140 * US, acks=None)
+    keepalive_race(cap, 35310, T0, [fetch_req("GET", "/health")])
     b = b'{"status":"ok"}'
-    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
-    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
-    before = c.nxt["c"]
-    r2 = fetch_req("GET", "/health")
-    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
-    c.fin("s", dt=45 * MS, ack=before)       # sent 5 ms before the request reached the server
-    c.fin("c", dt=1 * MS)
-    c.rst("s", dt=54 * MS, ack=False)        # the request arrives at a closed socket
-    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
-    cap.finding("server_idle_close", c)
-    cap.finding("stale_reuse", c, 2)
-    us_round(c)
 
     c = Conv(cap, 35311, t=T0 + 3 * S)
     c.open(rtt=100 * MS)
@@ -1520,63 +1505,46 @@ def build_failures(out):
     us_round(c)
 
     # the race with a request of three segments: the FIN acknowledges none of them
-    c = Conv(cap, 35313, t=T0 + 9 * S)
-    c.open(rtt=100 * MS)
-    r1 = fetch_req("GET", "/health")
-    c.send("c", r1.bytes, dt=140 * US, acks=None)
-    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
-    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
-    before = c.nxt["c"]
-    r2 = fetch_req("POST", "/upload", pseudo(2 * MSS + 100, 11))
-    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
-    c.fin("s", dt=45 * MS, ack=before)
-    c.fin("c", dt=1 * MS)
-    c.rst("s", dt=54 * MS, ack=False)
-    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
-    cap.finding("server_idle_close", c)
-    cap.finding("stale_reuse", c, 2)
-    us_round(c)
-
+    keepalive_race(cap, 35313, T0 + 9 * S, [fetch_req("POST", "/upload", pseudo(2 * MSS + 100, 11))])
     # two pipelined requests, neither acknowledged by the FIN: the server had neither
-    c = Conv(cap, 35314, t=T0 + 12 * S)
-    c.open(rtt=100 * MS)
-    r1 = fetch_req("GET", "/health")
-    c.send("c", r1.bytes, dt=140 * US, acks=None)
-    c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
-    c.note(r1, status=200, outcome="complete", response_body_len=len(b))
-    before = c.nxt["c"]
-    r2 = fetch_req("GET", "/health")
-    r3 = fetch_req("GET", f"/files/{SID}")
-    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
-    c.send("c", r3.bytes, dt=200 * US, acks=None)
-    c.fin("s", dt=45 * MS, ack=before)
-    c.fin("c", dt=1 * MS)
-    c.rst("s", dt=54 * MS, ack=False)
-    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
-    c.note(r3, status=None, outcome="no_response", ended_by="server_fin")
-    cap.finding("server_idle_close", c)
-    cap.finding("stale_reuse", c, 2)      # one finding per connection, at its first such request
-    us_round(c)
-
+    keepalive_race(cap, 35314, T0 + 12 * S, [fetch_req("GET", "/health"), fetch_req("GET", f"/files/{SID}")],
+                   gap=200 * US)
     # the race on a pooled connection opened before the capture began: the request is the
     # first packet of it the capture holds (so its sequence space starts one below it)
-    c = Conv(cap, 35315, t=T0 + 15 * S)
+    keepalive_race(cap, 35315, T0 + 15 * S, [fetch_req("GET", "/health")], opened_before=True)
+    caps.append(cap)
+    return caps
+
+
+def keepalive_race(cap, cport, t, requests, gap=0, opened_before=False):
+    """A pooled connection: one answered GET, then ``requests`` sent 1.955 s later (each
+    ``gap`` after the one before) while the server's 2 s keep-alive close crosses them: its
+    FIN, 45 ms after the first, acknowledges none of them; the client closes, the server's
+    kernel resets. With ``opened_before`` the capture starts after the answered GET."""
+    c = Conv(cap, cport, t=t)
     c.open(rtt=100 * MS)
     r1 = fetch_req("GET", "/health")
     c.send("c", r1.bytes, dt=140 * US, acks=None)
+    b = b'{"status":"ok"}'
     c.send("s", resp(200, "OK", b, t_ns=c.t), dt=100 * MS, acks="quick")
+    if opened_before:
+        before_capture(c)
+    else:
+        c.note(r1, status=200, outcome="complete", response_body_len=len(b))
     before = c.nxt["c"]
-    before_capture(c)
-    r2 = fetch_req("GET", "/health")
-    c.send("c", r2.bytes, dt=1955 * MS, acks=None)
-    c.fin("s", dt=45 * MS, ack=before)
+    for k, r in enumerate(requests):
+        c.send("c", r.bytes, dt=1955 * MS if k == 0 else gap, acks=None)
+    c.fin("s", dt=45 * MS, ack=before)       # sent before the requests reached the server
     c.fin("c", dt=1 * MS)
-    c.rst("s", dt=54 * MS, ack=False)
-    c.note(r2, status=None, outcome="no_response", ended_by="server_fin")
-    cap.finding("stale_reuse", c, 1)
+    c.rst("s", dt=54 * MS, ack=False)        # the requests arrive at a closed socket
+    for r in requests:
+        c.note(r, status=None, outcome="no_response", ended_by="server_fin")
+    if not opened_before:
+        cap.finding("server_idle_close", c)
+    # one finding per connection, at its first such request
+    cap.finding("stale_reuse", c, 1 if opened_before else 2)
     us_round(c)
-    caps.append(cap)
-    return caps
+    return c
 
 
 def build_stalls(out):

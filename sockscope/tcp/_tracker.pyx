@@ -1036,14 +1036,7 @@ cdef class Tracker:
         # closes: the first FIN or RST of the connection is "the close"
         if fin or rst:
             if c.close_kind == 0:
-                c.close_kind = 2 if rst else 1
-                c.close_side = d
-                c.close_ts = p.ts_ns
-                c.close_frame = p.frame
-                if c.last_pay_ts >= 0:
-                    c.idle_close_ns = p.ts_ns - c.last_pay_ts
-                if self.on_close is not None:
-                    self.report_close(c, p)
+                self.set_close(c, 2 if rst else 1, d, p)
             if (fin and S.fin_frame == p.frame) or (rst and S.rst_frame == p.frame):
                 if length > 0 and not rst:
                     pass   # data on the FIN is activity, handled below before the event
@@ -1109,14 +1102,18 @@ cdef class Tracker:
         if c.close_kind == 0 and rel_ack == P.next_rel + 1:
             P.fin_seen_by_ack = p.frame
             P.fin_seen_at = rel_ack
-            c.close_kind = 1
-            c.close_side = 1 - d
-            c.close_ts = p.ts_ns
-            c.close_frame = p.frame
-            if c.last_pay_ts >= 0:
-                c.idle_close_ns = p.ts_ns - c.last_pay_ts
-            if self.on_close is not None:
-                self.report_close(c, p)
+            self.set_close(c, 1, 1 - d, p)
+
+    cdef void set_close(self, Conn c, int kind, int side, Pkt* p):
+        """The connection's close: its first FIN (1) or RST (2), by ``side``, at packet p."""
+        c.close_kind = kind
+        c.close_side = side
+        c.close_ts = p.ts_ns
+        c.close_frame = p.frame
+        if c.last_pay_ts >= 0:
+            c.idle_close_ns = p.ts_ns - c.last_pay_ts
+        if self.on_close is not None:
+            self.report_close(c, p)
 
     cdef void release_app(self, Conn c):
         """Both sides sent a FIN: once every byte up to both FINs has been delivered, no
@@ -1376,21 +1373,17 @@ cdef int64_t endpoint_size(Side* S, Side* P):
     cdef int64_t top, size
     # An endpoint never seen sending has only the peer's ACKs to go by: Zeek re-bases it at
     # every ACK while it is inactive, so it reports no bytes for it (a one-sided capture).
+    cdef int64_t base = S.start
+    cdef int64_t acked = S.ack_max
     if not S.seq_init or S.state == INACTIVE:
         return 0
-    if S.rebased:
-        top = S.last_end if S.last_end > S.size_ack else S.size_ack
-        size = top - S.size_base
-        if size > 0:
-            size -= 1
-        if S.fin_cnt > 0 and size > 0:
-            size -= 1
-        return size
-    # A SYN answered by nothing but its own RST is a scan: nothing was sent.
-    if S.prev_state == SYN_SENT and S.state == RESET and P.state == INACTIVE and S.ack_max <= S.start + 1:
-        return 0
-    top = S.last_end if S.last_end > S.ack_max else S.ack_max
-    size = top - S.start
+    if S.rebased:       # Zeek's start and ACKs since the endpoint's own first packet
+        base = S.size_base
+        acked = S.size_ack
+    elif S.prev_state == SYN_SENT and S.state == RESET and P.state == INACTIVE and S.ack_max <= S.start + 1:
+        return 0        # a SYN answered by nothing but its own RST is a scan: nothing was sent
+    top = S.last_end if S.last_end > acked else acked
+    size = top - base
     if size > 0:
         size -= 1
     if S.fin_cnt > 0 and size > 0:
