@@ -167,12 +167,18 @@ def _report(cap, f, aligned, offsets, *, examples: int, show_all: bool, capture:
                       "no late answers, no stale reuse.")
         _print_offsets(con, offsets)
         return
-    groups = report.group(f, examples=examples)
+    twins = report.twins_of(cap.connections)
+    groups = report.group(f, examples=examples, twins=twins)
     n_conn = int(f["conn_id"].dropna().nunique())
-    con.print(f"\n[bold]{len(f):,} finding(s)[/bold] on {n_conn:,} of {len(cap.connections):,} connection(s):")
+    once = report.deaths(f["conn_id"].dropna(), twins)
+    both = (f" ({once:,} once a connection seen at both capture points counts once)" if once < n_conn else "")
+    con.print(f"\n[bold]{len(f):,} finding(s)[/bold] on {n_conn:,} of {len(cap.connections):,} connection(s)"
+              f"{both}:")
     for g in groups:
         color = _SEVERITY_COLOR.get(g.severity, "cyan")
         on = f"{g.connections:,} connection(s)" if g.connections else f"{g.findings} finding(s)"
+        if g.connections and g.deaths < g.connections:
+            on = f"{g.deaths:,} connection(s), {g.connections - g.deaths:,} seen at both points"
         con.print(f"  [{color}]{g.severity:<7}[/{color}] {g.kind:<21} {on:>20}   {escape(g.title)}")
     clusters = cap.diagnosis.clusters
     timers = cap.diagnosis.timers

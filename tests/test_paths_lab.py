@@ -287,3 +287,20 @@ def test_two_points_count_the_packets_lost_or_made_between_them(scenario: str, l
     assert facts["lost_between"] == sum(lost.values()) and facts["made_between"] == sum(made.values())
     text = cap.points.describe()
     assert ("; between them: " in text) == bool(lost or made)
+
+
+@pytest.mark.skipif(not (LAB / "server-killed" / "server.pcap").exists(), reason="no recordings")
+def test_two_points_count_each_death_once_in_the_headline():
+    """The killed server's 4 connections, each seen beside the client and beside the server:
+    8 findings on 8 rows, 4 deaths; and the silent drop's verdict names the capture that
+    shows the data never arrived instead of asking for one."""
+    out = subprocess.run([sys.executable, "-m", "sockscope", "diagnose", str(LAB / "server-killed" / "client.pcap"),
+                          str(LAB / "server-killed" / "server.pcap")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    head = " ".join(out.stdout.split())
+    assert "on 8 of 8 connection(s) (4 once a connection seen at both capture points counts once)" in head
+    assert "4 connection(s), 4 seen at both points" in head
+    drop = subprocess.run([sys.executable, "-m", "sockscope", "diagnose", str(LAB / "silent-drop" / "client.pcap"),
+                           str(LAB / "silent-drop" / "server.pcap")], capture_output=True, text=True, timeout=120)
+    text = " ".join(drop.stdout.split())        # the report wraps long lines
+    assert "the capture at the other end (" in text and "will show the data" not in text

@@ -37,6 +37,7 @@ class KindGroup:
     rows: pd.DataFrame            # the findings of this kind (table rows)
     examples: list[int]           # conn_ids, most telling first
     patterns: dict[str, int]      # pattern -> findings, largest first
+    deaths: int = 0               # connections, one seen at two capture points counted once
 
 
 def pattern(ev: dict[str, Any], request_index: Any) -> str:
@@ -70,8 +71,22 @@ def _pick(conn_ids: list[int], keys: list[str], n: int) -> tuple[list[int], dict
     return picked, {k: len(by[k]) for k in order}
 
 
-def group(findings: pd.DataFrame, examples: int = 3) -> list[KindGroup]:
-    """Findings grouped by kind in registry order (unknown kinds last), with examples."""
+def twins_of(connections: pd.DataFrame) -> dict[int, int]:
+    """conn_id -> the same connection's conn_id at the other capture point (none: empty)."""
+    if "twin_conn_id" not in connections.columns:
+        return {}
+    t = connections[["conn_id", "twin_conn_id"]].dropna()
+    return dict(zip(t["conn_id"].astype(int).tolist(), t["twin_conn_id"].astype(int).tolist()))
+
+
+def deaths(conn_ids: Any, twins: dict[int, int]) -> int:
+    """How many connections ``conn_ids`` are, one seen at two capture points counted once."""
+    return len({min(c, twins.get(c, c)) for c in (int(x) for x in conn_ids)})
+
+
+def group(findings: pd.DataFrame, examples: int = 3, twins: dict[int, int] | None = None) -> list[KindGroup]:
+    """Findings grouped by kind in registry order (unknown kinds last), with examples;
+    ``twins`` (:func:`twins_of`) counts a connection seen at two capture points once."""
     if findings.empty:
         return []
     kinds = findings["kind"].astype(str).to_numpy()
@@ -86,7 +101,7 @@ def group(findings: pd.DataFrame, examples: int = 3) -> list[KindGroup]:
         picked, pats = _pick(cids, keys, examples)
         out.append(KindGroup(kind, meta.severity if meta else str(rows["severity"].iloc[0]),
                              meta.title if meta else kind, meta.advice if meta else "", len(rows),
-                             len(set(cids)), rows, picked, pats))
+                             len(set(cids)), rows, picked, pats, deaths(cids, twins or {})))
     return out
 
 

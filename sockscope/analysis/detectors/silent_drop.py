@@ -94,6 +94,8 @@ def verdict(kind: str, rows: pd.DataFrame) -> str:
     rex = [e["retransmits"] for e in rows["evidence"]]
     quiet = [e["peer_quiet_before_s"] for e in rows["evidence"] if e.get("peer_quiet_before_s") is not None]
     q = f", after the peer had been quiet {seconds(min(quiet))}–{seconds(max(quiet))}" if quiet else ""
+    absent = sorted({p for e in rows["evidence"] for p in (e.get("absent_from") or [])})
+    where = (f"; the capture at the other end ({', '.join(absent)}) shows it never arrived" if absent
+             else "; a capture at the other end will show the data never arrived")
     return (f"{n} connection(s) lost their data on the way: retransmitted {min(rex)}–{max(rex)} times, never "
-            f"acknowledged, no answer of any kind{q}. Nothing on the wire says who dropped it; a capture at the "
-            f"other end will show the data never arrived.")
+            f"acknowledged, no answer of any kind{q}. Nothing on the wire says who dropped it{where}.")
