@@ -42,6 +42,11 @@ def floats(col: pd.Series) -> np.ndarray:
     return col.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def flags(col: pd.Series) -> np.ndarray:
+    """Booleans as a bool array; False where missing."""
+    return col.astype("boolean").to_numpy(dtype=bool, na_value=False)
+
+
 def texts(col: pd.Series) -> np.ndarray:
     """Texts or categories as an object array of ``str``; ``None`` where missing."""
     if isinstance(col.dtype, pd.CategoricalDtype):

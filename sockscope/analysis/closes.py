@@ -124,8 +124,7 @@ def crossed_requests(ctx: "Context") -> np.ndarray:
     start = _cols.ns(r["request_start"])
     resp = _cols.ns(r["response_start"])
     outcome = _cols.texts(r["outcome"])
-    acked = ctx.frames("client_unacked_acked_bytes")[pos] if "client_unacked_acked_bytes" in ctx.conns \
-        else np.full(len(pos), -1)
+    acked = ctx.frames("client_unacked_acked_bytes")[pos]     # NO_FRAME where not known
     server_fin_close = (ctx.text("closed_by")[pos] == "server") & (ctx.text("close_kind")[pos] == "FIN") \
         & (fin != _cols.NAT) & (fin == close)
     unanswered = (outcome != "no_request") & (start != _cols.NAT) & (resp == _cols.NAT) & (start < fin)
@@ -177,9 +176,8 @@ def outstanding_requests(ctx: "Context", crossed: np.ndarray | None = None) -> n
     # client's ACKs can: if they acknowledged server bytes the capture never showed (more
     # than a FIN's one) after the request began, the server was answering. (With requests
     # pipelined the ACKs cannot say which one: all after the answered one are let off.)
-    unseen = ctx.ns("server_unseen_acked_ts")[pos] if "server_unseen_acked_ts" in ctx.conns else None
-    if unseen is not None:
-        out &= ~((unseen != _cols.NAT) & (unseen > _cols.ns(r["request_start"])))
+    unseen = ctx.ns("server_unseen_acked_ts")[pos]
+    out &= ~((unseen != _cols.NAT) & (unseen > _cols.ns(r["request_start"])))
     return out & ~(crossed_requests(ctx) if crossed is None else crossed)
 
 
@@ -231,10 +229,9 @@ def attribute(ctx: "Context") -> Closes:
     has_reqs = ctx.req_count > 0
     tcp = (closer != None) & ~has_reqs & (ctx.text("protocol") != "http")  # noqa: E711
     tcp_waiting = tcp & (ctx.text("last_payload_by") == "client") & ~np.isnan(idle) & (idle >= MIN_TIMER_S)
-    if "server_unseen_acked_ts" in ctx.conns:
-        # the server never seen, but the client's ACKs show it sent data after the last byte
-        unseen = ctx.ns("server_unseen_acked_ts")
-        tcp_waiting &= ~((unseen != _cols.NAT) & (unseen > ctx.ns("last_payload_ts")))
+    # the server's answer not captured, but the client's ACKs show it sent data after the last byte
+    unseen = ctx.ns("server_unseen_acked_ts")
+    tcp_waiting &= ~((unseen != _cols.NAT) & (unseen > ctx.ns("last_payload_ts")))
     n_out = np.where(tcp_waiting, 1, n_out)
     timed = np.where(forced, None, closer)
     # one connection seen at two capture points closed once: its second copy is no second

@@ -108,6 +108,8 @@ class Context:
                 got = conv(df[name])
             elif conv is _cols.texts:   # a column outside the contract (close details) it lacks: all missing
                 got = np.full(len(df), None, dtype=object)
+            elif conv is _cols.flags:
+                got = np.zeros(len(df), dtype=bool)
             else:
                 got = np.full(len(df), _cols.NAT if conv is _cols.ns else _cols.NO_FRAME, dtype=np.int64)
             self._cache[key] = got
@@ -120,6 +122,10 @@ class Context:
     def frames(self, name: str) -> np.ndarray:
         """A connections frame-number column as int64 (``_cols.NO_FRAME`` where missing)."""
         return self._col("c", name, _cols.frames)
+
+    def flag(self, name: str) -> np.ndarray:
+        """A connections boolean column as a bool array (False where missing)."""
+        return self._col("c", name, _cols.flags)
 
     def text(self, name: str) -> np.ndarray:
         """A connections text/category column as an object array (None where missing)."""

@@ -165,7 +165,7 @@ def connection_events(ctx: Context, conn_id: int) -> list[Event]:
             ev.append(Event(int(close_ns), f"✖ RST in the {closer}'s name (frame {_cols.frame(close_fr)}){silence}, "
                                            f"NOT sent by the {closer}: TTL {int(ctx.frames(f'{closer}_rst_ttl')[pos])}, "
                                            f"the {closer}'s own packets TTL {own}"))
-        elif "close_by_ack" in ctx.conns and bool(ctx.conns["close_by_ack"].iat[pos]):
+        elif ctx.flag("close_by_ack")[pos]:
             other = "client" if closer == "server" else "server"
             ev.append(Event(int(close_ns), f"✖ {closer} sent a FIN this capture does not hold: the {other}'s ACK "
                                            f"(frame {_cols.frame(close_fr)}) acknowledges it{silence}"))

@@ -117,7 +117,8 @@ cdef struct Side:
     int64_t unseen_acked     # bytes the peer acknowledged that no captured packet carried
     int64_t unseen_ts        # when the last of them beyond a FIN's one was acknowledged (0: none)
     bint seq_from_ack        # sequence space learned from the peer's ACK, before a packet of its own
-    int64_t fin_seen_by_ack  # frame of the peer's ACK of this side's FIN, never captured (0: none)
+    int64_t fin_seen_by_ack  # frame of the peer's ACK of this side's FIN, never captured, when that
+                             # ACK is the connection's close (0: none; set only with the close)
     int64_t fin_seen_at      # the sequence number that ACK reached
     bint rebased             # ... and re-based at its first packet, as Zeek does (size only)
     int64_t size_base        # Zeek's start for the size of a re-based endpoint
@@ -1092,11 +1093,10 @@ cdef class Tracker:
         peer's (kind FIN, this frame: the packet that proves it); should the ACKs go further
         later, it was a byte of data after all, and the claim is withdrawn."""
         cdef Side* P = &c.s[1 - d]
-        if P.fin_seen_by_ack:
+        if P.fin_seen_by_ack:       # the close is that FIN (set together, below)
             if rel_ack > P.fin_seen_at:
-                if c.close_frame == P.fin_seen_by_ack and c.close_side == 1 - d:
-                    c.close_kind = 0
-                    c.idle_close_ns = -1
+                c.close_kind = 0
+                c.idle_close_ns = -1
                 P.fin_seen_by_ack = 0
             return
         if c.close_kind == 0 and rel_ack == P.next_rel + 1:
@@ -1546,11 +1546,10 @@ cdef class RowStore:
     cdef tuple closes_of(self, Conn c):
         cdef Side* O = &c.s[c.client]
         cdef Side* R = &c.s[1 - c.client]
-        # a FIN never captured but acknowledged (Tracker.unseen_fin) ends requests as one seen
-        cdef object ofin = O.fin_ts if O.fin_frame >= 0 else (
-            c.close_ts if O.fin_seen_by_ack and O.fin_seen_by_ack == c.close_frame else None)
-        cdef object rfin = R.fin_ts if R.fin_frame >= 0 else (
-            c.close_ts if R.fin_seen_by_ack and R.fin_seen_by_ack == c.close_frame else None)
+        # a FIN never captured but acknowledged (Tracker.unseen_fin: it is the close) ends
+        # requests as one seen
+        cdef object ofin = O.fin_ts if O.fin_frame >= 0 else (c.close_ts if O.fin_seen_by_ack else None)
+        cdef object rfin = R.fin_ts if R.fin_frame >= 0 else (c.close_ts if R.fin_seen_by_ack else None)
         return (ofin, rfin, O.rst_ts if O.rst_frame >= 0 else None, R.rst_ts if R.rst_frame >= 0 else None)
 
     cdef void release(self, Conn c):
@@ -1586,17 +1585,15 @@ cdef class RowStore:
         # Most connections share a handful of histories (a SYN flood: one); keep one copy.
         h = self.hist_seen.setdefault(h, h) if len(self.hist_seen) < 65536 else h
         state = conn_state(O, R, h, osize, rsize)
+        # stalls' sides as 0 client / 1 server (roles may have flipped since they were kept)
+        stalls = [(t[0], 0 if t[1] == cl else 1) + t[2:] for t in c.stalls] if c.stalls else []
         if c.app_released and self.on_rest is not None:
             nreq, nunans = c.app_requests, c.app_unanswered
-            if c.gaps or c.stalls:
-                stalls = [(t[0], 0 if t[1] == cl else 1) + t[2:] for t in c.stalls] if c.stalls else []
+            if c.gaps or stalls:
                 self.on_rest(c.conn_id, c.gaps or [], c.proto, stalls,
                              None if c.app_waiting_since == NA else c.app_waiting_since)
-        elif c.session is not None or c.gaps or c.stalls:
-            # stalls' sides as 0 client / 1 server (roles may have flipped since they were kept)
-            stalls = [(t[0], 0 if t[1] == cl else 1) + t[2:] for t in c.stalls] if c.stalls else []
-            res = self.on_extra(c.conn_id, c.session, c.gaps or [], c.proto, self.closes_of(c), stalls)
-            nreq, nunans = res
+        elif c.session is not None or c.gaps or stalls:
+            nreq, nunans = self.on_extra(c.conn_id, c.session, c.gaps or [], c.proto, self.closes_of(c), stalls)
         cdef list K = self.cols
         push(<carray.array>K[0], c.conn_id)
         push16(<carray.array>K[1], c.port[cl])
@@ -1676,8 +1673,7 @@ cdef class RowStore:
         push(<carray.array>K[71], O.unseen_ts if O.unseen_ts > 0 else NA)
         push(<carray.array>K[72], R.unseen_acked if R.unseen_acked > 0 else NA)
         push(<carray.array>K[73], R.unseen_ts if R.unseen_ts > 0 else NA)
-        push8(<carray.array>K[74], 1 if c.close_kind == 1 and c.s[c.close_side].fin_seen_by_ack == c.close_frame
-              and c.close_frame > 0 else 0)
+        push8(<carray.array>K[74], 1 if O.fin_seen_by_ack or R.fin_seen_by_ack else 0)
         self.caddr.extend((<char*>c.addr[cl])[:16])
         self.saddr.extend((<char*>c.addr[sv])[:16])
         push8(self.alen, alen)

@@ -87,7 +87,7 @@ def base_evidence(ctx: Context, pos: int) -> tuple[dict[str, Any], list[Any]]:
     reaction = _reaction(ctx, pos, closer, kind)
     ev = {
         "closer": closer, "close_kind": kind, "close_frame": close_frame,
-        "close_by_ack": bool(ctx.conns["close_by_ack"].iat[pos]) if "close_by_ack" in ctx.conns else False,
+        "close_by_ack": bool(ctx.flag("close_by_ack")[pos]),
         "close_ts": _cols.iso(ctx.ns("close_ts")[pos]), "idle_s": None if idle != idle else idle,
         "last_payload_frame": lp_frame, "last_payload_ts": _cols.iso(ctx.ns("last_payload_ts")[pos]),
         "last_payload_by": ctx.text("last_payload_by")[pos],

@@ -55,9 +55,7 @@ def detect(ctx: Context) -> list[Finding]:
     # capture of the client's direction only never shows the SYN-ACK (the client stays
     # SYN_SENT to Zeek's rules), but a client sends no request, and acknowledges no server
     # bytes, before one.
-    unseen = ctx.frames("server_unseen_acked_bytes") if "server_unseen_acked_bytes" in ctx.conns \
-        else np.zeros(ctx.n, dtype=np.int64)
-    carried = (ctx.frames("client_bytes") > 0) | (ctx.req_count > 0) | (unseen > 0)
+    carried = (ctx.frames("client_bytes") > 0) | (ctx.req_count > 0) | (ctx.frames("server_unseen_acked_bytes") > 0)
     refused = (state == "REJ") & (roles == "syn") & ~carried
     unanswered = (state == "S0") & (roles == "syn") & (syns >= 2) & (srv_pkts == 0) & ~carried
     found: list[Finding] = []
