@@ -294,13 +294,10 @@ def test_two_points_count_each_death_once_in_the_headline():
     """The killed server's 4 connections, each seen beside the client and beside the server:
     8 findings on 8 rows, 4 deaths; and the silent drop's verdict names the capture that
     shows the data never arrived instead of asking for one."""
-    out = subprocess.run([sys.executable, "-m", "sockscope", "diagnose", str(LAB / "server-killed" / "client.pcap"),
-                          str(LAB / "server-killed" / "server.pcap")], capture_output=True, text=True, timeout=120)
+    out = _diagnose_points("server-killed")
     assert out.returncode == 0, out.stderr
     head = " ".join(out.stdout.split())
     assert "on 8 of 8 connection(s) (4 once a connection seen at both capture points counts once)" in head
     assert "4 connection(s), 4 seen at both points" in head
-    drop = subprocess.run([sys.executable, "-m", "sockscope", "diagnose", str(LAB / "silent-drop" / "client.pcap"),
-                           str(LAB / "silent-drop" / "server.pcap")], capture_output=True, text=True, timeout=120)
-    text = " ".join(drop.stdout.split())        # the report wraps long lines
+    text = " ".join(_diagnose_points("silent-drop").stdout.split())        # the report wraps long lines
     assert "the capture at the other end (" in text and "will show the data" not in text

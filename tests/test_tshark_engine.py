@@ -387,10 +387,18 @@ def test_zeek_traces_load(trace):
     assert ok(crosscheck(t, t))
 
 
-STALL_CAPTURES = [p for p in ("captures/crafted/stalls.pcap", "captures/lab/zero-window/client.pcap",
-                              "captures/lab/zero-window/server.pcap", "captures/lab/dead-peer/client.pcap",
-                              "captures/lab/keepalive-race/client.pcap")
-                  if os.path.exists(os.path.join(os.path.dirname(__file__), "..", p))]
+def _repo_path(rel: str) -> str:
+    return os.path.join(os.path.dirname(__file__), "..", rel)
+
+
+def _bundled(*rels: str) -> list[str]:
+    """The captures among ``rels`` this checkout has (lab recordings may be absent)."""
+    return [p for p in rels if os.path.exists(_repo_path(p))]
+
+
+STALL_CAPTURES = _bundled("captures/crafted/stalls.pcap", "captures/lab/zero-window/client.pcap",
+                          "captures/lab/zero-window/server.pcap", "captures/lab/dead-peer/client.pcap",
+                          "captures/lab/keepalive-race/client.pcap")
 
 
 @needs_tshark
@@ -400,7 +408,7 @@ def test_both_engines_find_the_same_stalls(rel):
     sequence arithmetic gives: same rows, frames, probes and durations."""
     import sockscope
 
-    path = os.path.join(os.path.dirname(__file__), "..", rel)
+    path = _repo_path(rel)
     native = sockscope.load(path).stalls
     tshark = sockscope.load(path, engine="tshark").stalls
     assert list(tshark.columns) == list(native.columns)
@@ -411,10 +419,8 @@ def test_both_engines_find_the_same_stalls(rel):
         assert len(native), "each of these captures holds a stall"
 
 
-FLIGHT_CAPTURES = [p for p in ("captures/crafted/crossing-fin.pcap", "captures/crafted/silent-drop.pcap",
-                               "captures/lab/keepalive-race/client.pcap", "captures/lab/keepalive-race/server.pcap",
-                               "captures/lab/silent-drop/client.pcap")
-                   if os.path.exists(os.path.join(os.path.dirname(__file__), "..", p))]
+FLIGHT_CAPTURES = _bundled("captures/crafted/crossing-fin.pcap", "captures/lab/keepalive-race/client.pcap",
+                           "captures/lab/keepalive-race/server.pcap", "captures/lab/silent-drop/client.pcap")
 
 
 @needs_tshark
@@ -424,7 +430,7 @@ def test_both_engines_see_the_same_unacknowledged_flights_and_races(rel):
     began, its bytes, how much of it the peer acknowledged) agree, and so do the findings."""
     import sockscope
 
-    path = os.path.join(os.path.dirname(__file__), "..", rel)
+    path = _repo_path(rel)
     native, tshark = sockscope.load(path), sockscope.load(path, engine="tshark")
     cols = [f"{s}_unacked_{c}" for s in ("client", "server") for c in ("since_ts", "since_frame", "acked_bytes")]
     a = native.connections[cols].astype(object).where(native.connections[cols].notna(), None)
